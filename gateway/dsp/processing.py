@@ -1,0 +1,371 @@
+"""Signal pre/post-processing shared by the gateway, evaluation and export (pure numpy/scipy, no torch).
+
+The flow for a batch of signals is::
+
+    preprocess_batch -> make_windows -> model -> stitch -> find_regions
+
+Every tunable belongs to a model version (`ProcessingParams`, stored in the Triton config), so the same
+code serves the seed-000 checkpoints (`SEED_PARAMS`, reproduced exactly) and our own models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy.signal import butter, filtfilt
+
+Normalisation = Literal["batch_max", "signal_max", "none"]
+NORMALISATIONS: tuple[str, ...] = ("batch_max", "signal_max", "none")
+
+
+@dataclass(frozen=True)
+class ProcessingParams:
+    """Everything between raw samples and PD regions, for one model version.
+
+    window/hop: model input length and stride between windows (hop < window means overlap).
+    halo: samples at each inner window edge that do not vote when stitching (0 = plain averaging).
+    highpass_wn: Butterworth high-pass cut-off as a fraction of Nyquist (None = no filter), zero-phase.
+    clip: symmetric clip applied after the filter (None = none).
+    normalisation: "batch_max" divides by the max |x| over the whole request (seed 000),
+        "signal_max" by each signal's own max |x|, "none" leaves the scale alone.
+    valid_threshold: a signal is valid when max |preprocessed| > this; invalid signals are not inferred.
+    threshold: probability above which a sample belongs to a PD region.
+    min_region_peak: drop regions whose signed max of the preprocessed signal is below this (None = keep).
+    drop_edge_regions: drop regions starting at sample 0 (seed 000's /test endpoint did).
+    min_region_samples / merge_gap: drop shorter runs; merge runs separated by at most this many samples.
+    """
+
+    window: int = 1024
+    hop: int = 512
+    halo: int = 0
+    highpass_order: int = 3
+    highpass_wn: float | None = 0.8
+    clip: float | None = 800000.0
+    normalisation: Normalisation = "batch_max"
+    valid_threshold: float = 0.1
+    threshold: float = 0.5
+    min_region_peak: float | None = None
+    drop_edge_regions: bool = False
+    min_region_samples: int = 1
+    merge_gap: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.window < 16:
+            problems.append("window must be >= 16")
+        if not 1 <= self.hop <= self.window:
+            problems.append("hop must be in [1, window]")
+        if self.halo < 0 or self.hop > self.window - 2 * self.halo:
+            problems.append("halo must be >= 0 and hop <= window - 2*halo (full coverage)")
+        if self.highpass_wn is not None and not 0.0 < self.highpass_wn < 1.0:
+            problems.append("highpass_wn must be in (0, 1) or null")
+        if not 1 <= self.highpass_order <= 8:
+            problems.append("highpass_order must be in [1, 8]")
+        if self.clip is not None and not self.clip > 0:
+            problems.append("clip must be > 0 or null")
+        if self.normalisation not in NORMALISATIONS:
+            problems.append(f"normalisation must be one of {NORMALISATIONS}")
+        if not 0.0 < self.threshold < 1.0:
+            problems.append("threshold must be in (0, 1)")
+        if self.valid_threshold < 0 or self.min_region_samples < 1 or self.merge_gap < 0:
+            problems.append("valid_threshold, merge_gap must be >= 0 and min_region_samples >= 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProcessingParams:
+        """Build from a dict, rejecting unknown keys (a typo must not silently fall back to a default)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown processing parameter(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> ProcessingParams:
+        return dataclasses.replace(self, **changes)
+
+
+#: Seed 000's pipeline exactly (its /test-text endpoint): 0.4*fs high-pass, clip, batch-wide max.
+SEED_PARAMS = ProcessingParams()
+
+#: What our shipped model is trained with: gentle high-pass keeps pulse shape, per-signal scale.
+DEFAULT_PARAMS = ProcessingParams(
+    window=1024, hop=896, halo=64, highpass_wn=0.02, clip=None, normalisation="signal_max", valid_threshold=0.0
+)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A run of PD samples [start, end) with its strongest sample and mean model score."""
+
+    start: int
+    end: int
+    peak_index: int
+    peak_amplitude: float
+    mean_score: float
+
+    @property
+    def duration(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class SignalStats:
+    max_amplitude: float
+    mean_amplitude: float
+    std_amplitude: float
+
+
+@dataclass(frozen=True)
+class AcFit:
+    """The power-frequency sinusoid A*sin(2*pi*n/samples_per_cycle + phase0) fitted to a raw signal."""
+
+    samples_per_cycle: float
+    phase0_rad: float
+    amplitude: float
+    r2: float
+
+    def phase_deg(self, index: int | np.ndarray) -> float | np.ndarray:
+        """AC phase at sample `index`, degrees in [0, 360); 0 deg = rising zero crossing."""
+        rad = 2.0 * math.pi * np.asarray(index, dtype=np.float64) / self.samples_per_cycle + self.phase0_rad
+        deg = np.mod(np.degrees(rad), 360.0)
+        return float(deg) if np.ndim(deg) == 0 else deg
+
+
+def _highpass(x: np.ndarray, params: ProcessingParams) -> np.ndarray:
+    if params.highpass_wn is None or x.size == 0:
+        return x.astype(np.float64)
+    b, a = butter(params.highpass_order, params.highpass_wn, "high")
+    padlen = min(3 * max(len(a), len(b)), x.size - 1)  # scipy's default, shrunk so any length >= 1 works
+    return filtfilt(b, a, x, padlen=padlen)
+
+
+def preprocess_batch(
+    signals: Sequence[np.ndarray], params: ProcessingParams
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Filter, clip and normalise each 1-D signal; returns float32 signals and a boolean `valid` array.
+
+    "batch_max" divides every signal by the largest |value| in the whole batch, like seed 000, so a
+    quiet signal next to a loud one becomes invalid.
+    """
+    out = []
+    for raw in signals:
+        x = _highpass(np.asarray(raw, dtype=np.float32), params)
+        if params.clip is not None:
+            x = np.clip(x, -params.clip, params.clip)
+        out.append(x)
+    if params.normalisation == "batch_max":
+        peak = max((float(np.max(np.abs(x))) for x in out if x.size), default=0.0)
+        out = [x / peak if peak > 0 else x for x in out]
+    elif params.normalisation == "signal_max":
+        out = [x / m if x.size and (m := float(np.max(np.abs(x)))) > 0 else x for x in out]
+    pre = [x.astype(np.float32) for x in out]
+    valid = np.array([x.size > 0 and float(np.max(np.abs(x))) > params.valid_threshold for x in pre], dtype=bool)
+    return pre, valid
+
+
+def window_starts(n_samples: int, params: ProcessingParams) -> np.ndarray:
+    """Start index of every window; the last one may run past the end (zero padded)."""
+    if n_samples <= params.window:
+        return np.zeros(1, dtype=np.int64)
+    count = math.ceil((n_samples - params.window) / params.hop) + 1
+    return np.arange(count, dtype=np.int64) * params.hop
+
+
+def make_windows(x: np.ndarray, params: ProcessingParams) -> np.ndarray:
+    """Cut a preprocessed signal into [n_windows, window] float32 windows (zero padded at the end)."""
+    starts = window_starts(x.size, params)
+    padded = np.zeros(int(starts[-1]) + params.window, dtype=np.float32)
+    padded[: x.size] = x
+    view = np.lib.stride_tricks.sliding_window_view(padded, params.window)[:: params.hop]
+    return np.ascontiguousarray(view[: starts.size])
+
+
+def stitch(probs: np.ndarray, n_samples: int, params: ProcessingParams) -> np.ndarray:
+    """Average overlapping window probabilities back into one [n_samples] float32 array.
+
+    With a halo, the outer `halo` samples of each window vote only where no other window covers them
+    (the signal's own edges), since a convolutional model is least reliable near a window's border.
+    """
+    starts = window_starts(n_samples, params)
+    if probs.shape != (starts.size, params.window):
+        raise ValueError(f"expected probabilities of shape {(starts.size, params.window)}, got {probs.shape}")
+    total = int(starts[-1]) + params.window
+    acc = np.zeros(total, dtype=np.float64)
+    weight = np.zeros(total, dtype=np.float64)
+    inner = np.ones(params.window, dtype=np.float64)
+    if params.halo:
+        inner[: params.halo] = inner[-params.halo :] = 1e-6  # tiny: breaks ties only at the signal edges
+    for i, s in enumerate(starts):
+        w = inner
+        if params.halo and (i == 0 or i == starts.size - 1):
+            w = inner.copy()
+            if i == 0:
+                w[: params.halo] = 1.0
+            if i == starts.size - 1:
+                w[-params.halo :] = 1.0
+        acc[s : s + params.window] += probs[i] * w
+        weight[s : s + params.window] += w
+    return (acc[:n_samples] / weight[:n_samples]).astype(np.float32)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
+
+
+def find_regions(prob: np.ndarray, x_pre: np.ndarray, params: ProcessingParams) -> list[Region]:
+    """Threshold the stitched probabilities into PD regions and apply the version's region filters."""
+    runs = _runs(prob > params.threshold)
+    merged: list[tuple[int, int]] = []
+    for start, end in runs:
+        if merged and start - merged[-1][1] <= params.merge_gap:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    regions = []
+    for start, end in merged:
+        if end - start < params.min_region_samples or (params.drop_edge_regions and start == 0):
+            continue
+        seg = x_pre[start:end]
+        if params.min_region_peak is not None and float(np.max(seg)) < params.min_region_peak:
+            continue
+        k = int(np.argmax(np.abs(seg)))
+        regions.append(
+            Region(
+                start=start,
+                end=end,
+                peak_index=start + k,
+                peak_amplitude=float(seg[k]),
+                mean_score=float(np.mean(prob[start:end])),
+            )
+        )
+    return regions
+
+
+def signal_stats(x_pre: np.ndarray) -> SignalStats:
+    """Seed 000's stats: max and mean of |x|, standard deviation of x (preprocessed units)."""
+    if x_pre.size == 0:
+        return SignalStats(0.0, 0.0, 0.0)
+    a = np.abs(x_pre, dtype=np.float64)
+    return SignalStats(float(a.max()), float(a.mean()), float(np.std(x_pre, dtype=np.float64)))
+
+
+def _fit_sinusoid(idx: np.ndarray, y: np.ndarray, samples_per_cycle: float) -> tuple[np.ndarray, float]:
+    w = 2.0 * math.pi * idx / samples_per_cycle
+    design = np.column_stack([np.sin(w), np.cos(w), np.ones_like(w)])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return coef, float(np.var(y - design @ coef))
+
+
+def _search_period(x: np.ndarray, idx: np.ndarray, y: np.ndarray) -> float | None:
+    """Coarse period from the strongest FFT bin, refined by least squares (leakage biases the bin)."""
+    n = x.size
+    spectrum = np.abs(np.fft.rfft(x - x.mean()))
+    if spectrum.size < 3:
+        return None
+    k = int(np.argmax(spectrum[1:])) + 1
+    lo, hi = max(k - 1.0, 0.5), k + 1.0  # cycles in the signal
+    best = k
+    for _ in range(3):  # grid, then narrow around the best cycle count
+        grid = np.linspace(lo, hi, 41)
+        errs = [_fit_sinusoid(idx, y, n / c)[1] for c in grid]
+        best = float(grid[int(np.argmin(errs))])
+        span = (hi - lo) / 20
+        lo, hi = max(best - span, 0.25), best + span
+    return n / best
+
+
+def estimate_ac_phase(
+    raw: np.ndarray, samples_per_cycle: float | None = None, *, min_r2: float = 0.5
+) -> AcFit | None:
+    """Fit the power-frequency sinusoid to a raw signal; None when no sinusoid explains it.
+
+    With `samples_per_cycle` known (fs / power frequency) only amplitude and phase are fitted; otherwise
+    the period starts from the strongest FFT bin and is refined by least squares, which needs
+    at least about one full cycle in the signal.
+    """
+    x = np.asarray(raw, dtype=np.float64)
+    n = x.size
+    if n < 16 or not np.all(np.isfinite(x)):
+        return None
+    step = max(1, n // 8192)  # the sinusoid is smooth: a decimated fit is as good and far cheaper
+    idx = np.arange(0, n, step, dtype=np.float64)
+    y = x[::step]
+    var = float(np.var(y))
+    if var == 0:
+        return None
+    if samples_per_cycle is None:
+        samples_per_cycle = _search_period(x, idx, y)
+        if samples_per_cycle is None:
+            return None
+    if not samples_per_cycle > 2:
+        return None
+    coef, resid_var = _fit_sinusoid(idx, y, samples_per_cycle)
+    r2 = 1.0 - resid_var / var
+    if r2 < min_r2:
+        return None
+    a, b = float(coef[0]), float(coef[1])  # a*sin(w) + b*cos(w) = A*sin(w + phi)
+    return AcFit(float(samples_per_cycle), math.atan2(b, a), math.hypot(a, b), r2)
+
+
+@dataclass
+class SignalResult:
+    """What the pipeline found in one signal."""
+
+    valid: bool
+    stats: SignalStats
+    regions: list[Region] = field(default_factory=list)
+    n_windows: int = 0
+    probability: np.ndarray | None = None
+
+
+def postprocess(probs: np.ndarray, x_pre: np.ndarray, params: ProcessingParams) -> tuple[np.ndarray, list[Region]]:
+    """Stitch one signal's window probabilities ([n_windows, 1, W] or [n_windows, W]) and find regions."""
+    prob = stitch(probs.reshape(-1, params.window), x_pre.size, params)
+    return prob, find_regions(prob, x_pre, params)
+
+
+def run_pipeline(
+    signals: Sequence[np.ndarray],
+    params: ProcessingParams,
+    infer: Callable[[np.ndarray], np.ndarray],
+    *,
+    max_batch_size: int = 64,
+    keep_probability: bool = False,
+) -> list[SignalResult]:
+    """Offline reference pipeline: `infer` maps float32 [N, 1, W] windows to probabilities of that shape.
+
+    The gateway runs the same steps, with Triton instead of `infer`.
+    """
+    pre, valid = preprocess_batch(signals, params)
+    windows = [make_windows(x, params) if ok else np.zeros((0, params.window), np.float32) for x, ok in zip(pre, valid)]
+    flat = np.concatenate(windows)[:, None, :] if windows else np.zeros((0, 1, params.window), np.float32)
+    probs = np.concatenate(
+        [infer(flat[i : i + max_batch_size]) for i in range(0, len(flat), max_batch_size)]
+        or [np.zeros((0, 1, params.window), np.float32)]
+    )
+    results, offset = [], 0
+    for x, ok, win in zip(pre, valid, windows, strict=True):
+        stats = signal_stats(x)
+        if not ok:
+            results.append(SignalResult(valid=False, stats=stats))
+            continue
+        prob, regions = postprocess(probs[offset : offset + len(win)], x, params)
+        offset += len(win)
+        results.append(
+            SignalResult(True, stats, regions, len(win), prob if keep_probability else None)
+        )
+    return results

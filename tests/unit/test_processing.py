@@ -1,0 +1,113 @@
+"""The shared processing module: seed 000 reproduced exactly, any length works, stitching is exact."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.dsp.processing import (
+    DEFAULT_PARAMS,
+    SEED_PARAMS,
+    ProcessingParams,
+    estimate_ac_phase,
+    find_regions,
+    make_windows,
+    preprocess_batch,
+    run_pipeline,
+    signal_stats,
+    stitch,
+    window_starts,
+)
+
+SEED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed_test_dataa.npy"
+
+
+@pytest.fixture(scope="module")
+def seed_data() -> np.ndarray:
+    return np.load(SEED_DATA)
+
+
+def test_seed_pipeline_reproduces_published_validity_and_stats(seed_data: np.ndarray) -> None:
+    pre, valid = preprocess_batch(list(seed_data), SEED_PARAMS)
+    assert valid.tolist() == [False, True, False, True, True, True, False]
+    stats = signal_stats(pre[1])
+    # seed 000 README, sample 1
+    assert stats.max_amplitude == pytest.approx(0.17049315571784973, abs=1e-6)
+    assert stats.mean_amplitude == pytest.approx(0.0004181701224297285, abs=1e-6)
+    assert stats.std_amplitude == pytest.approx(0.005596190225332975, abs=1e-6)
+
+
+def test_batch_normalisation_differs_from_per_signal(seed_data: np.ndarray) -> None:
+    pre, valid = preprocess_batch(list(seed_data), SEED_PARAMS.replace(normalisation="signal_max"))
+    assert valid.all()
+    assert all(np.max(np.abs(x)) == pytest.approx(1.0) for x in pre)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 13, 15, 100, 1023, 1024, 1025, 7920])
+@pytest.mark.parametrize("params", [SEED_PARAMS, DEFAULT_PARAMS], ids=["seed", "default"])
+def test_any_length_runs_end_to_end(n: int, params: ProcessingParams) -> None:
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=n)
+    results = run_pipeline([x], params, lambda w: np.full_like(w, 0.9), keep_probability=True)
+    (res,) = results
+    assert res.probability is None or res.probability.shape == (n,)
+    if res.valid:
+        assert res.n_windows == window_starts(n, params).size
+        assert all(0 <= r.start < r.end <= n for r in res.regions)
+
+
+@pytest.mark.parametrize("params", [SEED_PARAMS, DEFAULT_PARAMS], ids=["seed", "default"])
+@pytest.mark.parametrize("n", [1, 700, 1024, 5000, 20_001])
+def test_windows_cover_signal_and_stitch_inverts(params: ProcessingParams, n: int) -> None:
+    x = np.random.default_rng(0).normal(size=n).astype(np.float32)
+    windows = make_windows(x, params)
+    starts = window_starts(n, params)
+    assert windows.shape == (starts.size, params.window)
+    assert starts[-1] + params.window >= n
+    # a model that returns its input stitches back to the signal itself
+    np.testing.assert_allclose(stitch(windows, n, params), x, rtol=1e-5, atol=1e-6)
+
+
+def test_regions_threshold_merge_and_filters() -> None:
+    prob = np.zeros(100, np.float32)
+    prob[0:3] = prob[10:20] = prob[22:25] = prob[50:51] = 0.9
+    x = np.zeros(100, np.float32)
+    x[15] = -0.8
+    x[50] = 0.3
+    params = ProcessingParams(merge_gap=2, min_region_samples=1)
+    regions = find_regions(prob, x, params)
+    assert [(r.start, r.end) for r in regions] == [(0, 3), (10, 25), (50, 51)]
+    assert regions[1].peak_index == 15 and regions[1].peak_amplitude == pytest.approx(-0.8)
+    seed_test = params.replace(drop_edge_regions=True, min_region_peak=0.2)
+    assert [(r.start, r.end) for r in find_regions(prob, x, seed_test)] == [(50, 51)]
+
+
+def test_params_validation_and_round_trip() -> None:
+    assert ProcessingParams.from_dict(DEFAULT_PARAMS.to_dict()) == DEFAULT_PARAMS
+    with pytest.raises(ValueError, match="unknown"):
+        ProcessingParams.from_dict({"windw": 10})
+    with pytest.raises(ValueError, match="hop"):
+        ProcessingParams(window=64, hop=100)
+    with pytest.raises(ValueError, match="normalisation"):
+        ProcessingParams(normalisation="zscore")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("spc", [3334.0, 800_000.0])
+def test_ac_phase_recovered(spc: float) -> None:
+    n = 7920 if spc < 10_000 else 800_000
+    phase0 = 1.1
+    idx = np.arange(n)
+    raw = 7e5 * np.sin(2 * math.pi * idx / spc + phase0) + np.random.default_rng(1).normal(0, 1e4, n)
+    for known in (spc, None):
+        fit = estimate_ac_phase(raw, known)
+        assert fit is not None
+        assert fit.samples_per_cycle == pytest.approx(spc, rel=0.02)
+        assert fit.phase_deg(0) == pytest.approx(math.degrees(phase0), abs=3.0)
+
+
+def test_ac_phase_none_for_noise() -> None:
+    assert estimate_ac_phase(np.random.default_rng(2).normal(size=5000)) is None
+    assert estimate_ac_phase(np.zeros(3)) is None
