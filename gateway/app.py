@@ -1,0 +1,66 @@
+"""Assemble the FastAPI app: clients are made in the lifespan, inside the running loop, and closed on exit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from gateway import __version__
+from gateway.cache import MetadataCache
+from gateway.errors import register_error_handlers
+from gateway.logging import RequestIdMiddleware, configure_logging
+from gateway.metrics import MetricsMiddleware
+from gateway.routes import detect, health, models
+from gateway.services.inference import InferenceService
+from gateway.services.models import ModelRegistry
+from gateway.settings import Settings, get_settings
+from gateway.triton_client import TritonClient
+
+log = structlog.get_logger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    cache = MetadataCache.from_settings(settings)
+    async with TritonClient.from_settings(settings) as triton:
+        await cache.start_listener()
+        registry = ModelRegistry(triton, cache, settings.DEFAULT_MODEL)
+        app.state.triton = triton
+        app.state.cache = cache
+        app.state.registry = registry
+        app.state.inference = InferenceService(triton, registry)
+        log.info(
+            "gateway_started",
+            triton=triton.url,
+            redis=cache.redis_enabled,
+            default_model=settings.DEFAULT_MODEL,
+        )
+        try:
+            yield
+        finally:
+            await cache.close()
+            log.info("gateway_stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway app; `settings` defaults to the environment (tests pass their own)."""
+    settings = settings or get_settings()
+    configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
+    app = FastAPI(
+        title="pd-gateway",
+        version=__version__,
+        summary="Partial-discharge detection served by NVIDIA Triton",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    register_error_handlers(app)
+    for module in (health, detect, models):
+        app.include_router(module.router)
+    # Outermost last: the request id must exist before metrics and handlers run.
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,92 @@
+"""`pd-gateway` console command: `serve` starts (embedded Triton +) the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from gateway.settings import get_settings
+
+log = structlog.get_logger(__name__)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.embedded.server import EmbeddedTriton, EmbeddedTritonError
+    from gateway.logging import configure_logging
+
+    settings = get_settings()
+    updates: dict[str, object] = {}
+    if args.host:
+        updates["HOST"] = args.host
+    if args.port:
+        updates["PORT"] = args.port
+    if args.triton_url:
+        updates["TRITON_GRPC_URL"] = args.triton_url
+    settings = settings.model_copy(update=updates)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
+
+    triton = None
+    if not settings.TRITON_GRPC_URL:
+        triton = EmbeddedTriton(
+            settings.MODEL_REPOSITORY,
+            [settings.DEFAULT_MODEL],
+            grpc_port=args.triton_grpc_port,
+            http_port=args.triton_http_port,
+            metrics_port=args.triton_metrics_port,
+            startup_timeout_s=settings.TRITON_STARTUP_TIMEOUT_S,
+        )
+        log.info("embedded_triton_starting", repository=str(settings.MODEL_REPOSITORY), log=str(triton.log_path))
+        try:
+            triton.start(wait=True)
+        except EmbeddedTritonError as e:
+            log.error("embedded_triton_failed", error=str(e))
+            triton.close()
+            return 1
+        log.info("embedded_triton_ready", grpc=triton.grpc_url, metrics=triton.metrics_url, pid=triton.pid)
+        settings = settings.model_copy(update={"TRITON_GRPC_URL": triton.grpc_url})
+    try:
+        config = uvicorn.Config(
+            create_app(settings),
+            host=settings.HOST,
+            port=settings.PORT,
+            log_config=None,  # structlog owns logging
+            access_log=False,  # the request-id middleware logs one line per request
+            timeout_graceful_shutdown=args.graceful_timeout_s,
+        )
+        # uvicorn traps SIGINT/SIGTERM: stop accepting, let in-flight requests finish, run the lifespan exit.
+        uvicorn.Server(config).run()
+    finally:
+        if triton is not None:
+            log.info("embedded_triton_stopping", pid=triton.pid)
+            triton.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pd-gateway", description="Partial-discharge detection gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the gateway (and an embedded Triton unless TRITON_GRPC_URL is set)")
+    serve.add_argument("--host", help="bind address (default: HOST)")
+    serve.add_argument("--port", type=int, help="HTTP port (default: PORT)")
+    serve.add_argument("--triton-url", help="use this Triton (host:port, gRPC) instead of starting one")
+    serve.add_argument("--triton-grpc-port", type=int, help="embedded Triton gRPC port (default: a free one)")
+    serve.add_argument("--triton-http-port", type=int, help="embedded Triton HTTP port (default: a free one)")
+    serve.add_argument("--triton-metrics-port", type=int, help="embedded Triton metrics port (default: a free one)")
+    serve.add_argument("--graceful-timeout-s", type=float, default=30.0, help="wait this long for in-flight requests")
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""POST /v1/detect: decode the body, hand it to the inference service, return its result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from gateway.decoding import Limits, decode_detect
+from gateway.deps import InferenceDep, SettingsDep
+from gateway.errors import SignalTooLarge
+
+router = APIRouter(tags=["inference"])
+
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "signal": {"type": "array", "items": {"type": "number"}},
+                        "signals": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+                        "sampling_rate_hz": {"type": "number"},
+                        "power_frequency_hz": {"type": "number", "default": 50},
+                        "threshold": {"type": "number"},
+                        "normalisation": {"type": "string", "enum": ["batch_max", "signal_max", "none"]},
+                        "model": {"type": "string"},
+                        "version": {"type": "string"},
+                        "include_probability": {"type": "boolean"},
+                    },
+                }
+            },
+            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `max_bytes` (never buffered whole)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise SignalTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise SignalTooLarge(f"body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/v1/detect", openapi_extra=_BODY_DOC)
+async def detect(request: Request, service: InferenceDep, settings: SettingsDep) -> JSONResponse:
+    """Find PD regions in one or many signals (JSON, .npy or raw little-endian float32 body).
+
+    Options (model, version, sampling_rate_hz, power_frequency_hz, threshold, normalisation,
+    include_probability) go in the JSON body or the query string.
+    """
+    t0 = time.perf_counter()
+    body = await read_body(request, settings.MAX_BODY_BYTES)
+    limits = Limits(settings.MAX_SIGNAL_SAMPLES, settings.MAX_TOTAL_SAMPLES, settings.MAX_SIGNALS_PER_REQUEST)
+    # JSON parsing of a large body takes long enough to stall other requests: do it off the event loop.
+    payload = await asyncio.to_thread(
+        decode_detect, body, request.headers.get("content-type"), dict(request.query_params), limits
+    )
+    decode_ms = round((time.perf_counter() - t0) * 1000.0, 3)
+    result = await service.detect(payload.signals, payload.options)
+    result["timings_ms"] = {"decode": decode_ms, **result["timings_ms"]}
+    return JSONResponse(result)

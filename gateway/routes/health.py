@@ -1,0 +1,53 @@
+"""Service info, liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from gateway import __version__
+from gateway.deps import RegistryDep, SettingsDep, TritonDep
+from gateway.errors import GatewayError
+from gateway.metrics import latest_metrics
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/")
+async def root(settings: SettingsDep, registry: RegistryDep) -> dict[str, Any]:
+    """What this gateway serves; model details are best effort (Triton may be down)."""
+    info: dict[str, Any] = {
+        "service": "pd-gateway",
+        "version": __version__,
+        "default_model": settings.DEFAULT_MODEL,
+        "endpoints": ["/v1/detect", "/v1/models", "/healthz", "/readyz", "/metrics", "/docs"],
+    }
+    try:
+        mv = await registry.resolve(None, None)
+        info["model"] = {"name": mv.name, "version": mv.version, "window": mv.params.window}
+    except GatewayError as e:
+        info["model"] = {"name": settings.DEFAULT_MODEL, "error": e.message}
+    return info
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers. Never touches Triton or Redis."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(settings: SettingsDep, triton: TritonDep) -> JSONResponse:
+    """Readiness: Triton answers and the default model is ready (asked each time, not cached)."""
+    live = await triton.is_live()
+    ready = live and await triton.is_model_ready(settings.DEFAULT_MODEL)
+    body = {"status": "ready" if ready else "not_ready", "triton_live": live, "model_ready": ready}
+    return JSONResponse(body, status_code=200 if ready else 503, headers=None if ready else {"Retry-After": "5"})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    data, content_type = latest_metrics()
+    return Response(data, media_type=content_type)

@@ -1,0 +1,183 @@
+"""The inference path, and nothing of HTTP: signals in, PD regions out.
+
+    preprocess (thread) -> windows -> batched concurrent Triton calls -> stitch + regions (thread)
+
+CPU-bound numpy work runs in worker threads so the event loop keeps serving other requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gateway import metrics
+from gateway.decoding import DetectOptions
+from gateway.dsp.processing import (
+    AcFit,
+    SEED_PARAMS,
+    ProcessingParams,
+    Region,
+    estimate_ac_phase,
+    make_windows,
+    postprocess,
+    preprocess_batch,
+    signal_stats,
+)
+from gateway.errors import ModelNotFound, VersionNotFound
+from gateway.services.models import ModelRegistry, ModelVersion
+from gateway.triton_client import TritonClient
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+def _effective_params(params: ProcessingParams, options: DetectOptions) -> ProcessingParams:
+    if options.profile == "seed":
+        params = SEED_PARAMS.replace(window=params.window, hop=params.window // 2)
+    changes: dict[str, Any] = {}
+    if options.threshold is not None:
+        changes["threshold"] = options.threshold
+    if options.normalisation is not None:
+        changes["normalisation"] = options.normalisation
+    return params.replace(**changes) if changes else params
+
+
+def _region_json(r: Region, fit: AcFit | None, fs_hz: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "start": r.start,
+        "end": r.end,
+        "duration": r.duration,
+        "peak_index": r.peak_index,
+        "peak_amplitude": r.peak_amplitude,
+        "mean_score": round(r.mean_score, 6),
+        "phase_deg": round(float(fit.phase_deg(r.peak_index)), 3) if fit is not None else None,
+    }
+    if fs_hz is not None:
+        out["start_us"] = r.start / fs_hz * 1e6
+        out["duration_us"] = r.duration / fs_hz * 1e6
+    return out
+
+
+class InferenceService:
+    """Owns detection: one instance per process, made in the lifespan, shared by all requests."""
+
+    def __init__(self, triton: TritonClient, registry: ModelRegistry) -> None:
+        self._triton = triton
+        self.registry = registry
+
+    async def _infer_all(self, mv: ModelVersion, windows: np.ndarray) -> np.ndarray:
+        """Send [N, 1, W] windows as batches of at most max_batch_size, concurrently (the client bounds
+        how many are in flight), and reassemble them in order."""
+        step = mv.max_batch_size
+        try:
+            async with asyncio.TaskGroup() as tg:  # one failure cancels the request's other calls
+                tasks = [
+                    tg.create_task(
+                        self._triton.infer(mv.name, mv.version, windows[i : i + step], mv.input_name, mv.output_name)
+                    )
+                    for i in range(0, len(windows), step)
+                ]
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None  # the first failure is the client's answer
+        parts = [t.result() for t in tasks]
+        return np.concatenate(parts) if parts else np.zeros_like(windows)
+
+    async def detect(self, signals: Sequence[np.ndarray], options: DetectOptions) -> dict[str, Any]:
+        t_start = time.perf_counter()
+        mv = await self.registry.resolve(options.model, options.version)
+        params = _effective_params(mv.params, options)
+
+        t0 = time.perf_counter()
+        pre, valid, windows = await asyncio.to_thread(self._prepare, signals, params)
+        preprocess_ms = _ms(t0)
+
+        t0 = time.perf_counter()
+        n_windows = sum(len(w) for w in windows)
+        metrics.WINDOWS_PER_REQUEST.observe(n_windows)
+        try:
+            probs = (
+                await self._infer_all(mv, np.concatenate(windows)[:, None, :])
+                if n_windows
+                else np.zeros((0, 1, params.window), np.float32)
+            )
+        except (ModelNotFound, VersionNotFound):
+            await self.registry.invalidate(mv.name)  # served state changed under us: re-read it next time
+            raise
+        inference_ms = _ms(t0)
+
+        t0 = time.perf_counter()
+        results = await asyncio.to_thread(self._finish, signals, pre, valid, windows, probs, params, options)
+        postprocess_ms = _ms(t0)
+
+        n_regions = sum(r["num_regions_detected"] for r in results)
+        metrics.REGIONS_FOUND_TOTAL.inc(n_regions)
+        n_valid = int(valid.sum())
+        metrics.SIGNALS_PROCESSED_TOTAL.labels(valid="true").inc(n_valid)
+        metrics.SIGNALS_PROCESSED_TOTAL.labels(valid="false").inc(len(signals) - n_valid)
+        return {
+            "model": mv.name,
+            "version": mv.version,
+            "total_samples_processed": len(signals),
+            "valid_samples_found": n_valid,
+            "total_regions": n_regions,
+            "windows": n_windows,
+            "results": results,
+            "timings_ms": {
+                "preprocess": preprocess_ms,
+                "inference": inference_ms,
+                "postprocess": postprocess_ms,
+                "total": _ms(t_start),
+            },
+        }
+
+    @staticmethod
+    def _prepare(
+        signals: Sequence[np.ndarray], params: ProcessingParams
+    ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+        pre, valid = preprocess_batch(signals, params)
+        empty = np.zeros((0, params.window), np.float32)
+        return pre, valid, [make_windows(x, params) if ok else empty for x, ok in zip(pre, valid, strict=True)]
+
+    @staticmethod
+    def _finish(
+        signals: Sequence[np.ndarray],
+        pre: list[np.ndarray],
+        valid: np.ndarray,
+        windows: list[np.ndarray],
+        probs: np.ndarray,
+        params: ProcessingParams,
+        options: DetectOptions,
+    ) -> list[dict[str, Any]]:
+        out, offset = [], 0
+        for i, (raw, x, ok, win) in enumerate(zip(signals, pre, valid, windows, strict=True)):
+            stats = signal_stats(x)
+            item: dict[str, Any] = {
+                "sample_index": i,
+                "n_samples": int(x.size),
+                "valid": bool(ok),
+                "num_regions_detected": 0,
+                "regions": [],
+                "signal_stats": {
+                    "max_amplitude": stats.max_amplitude,
+                    "mean_amplitude": stats.mean_amplitude,
+                    "std_amplitude": stats.std_amplitude,
+                },
+                "ac": None,
+            }
+            if ok:
+                prob, regions = postprocess(probs[offset : offset + len(win)], x, params)
+                offset += len(win)
+                fit = estimate_ac_phase(raw, options.samples_per_cycle) if regions else None
+                item["regions"] = [_region_json(r, fit, options.sampling_rate_hz) for r in regions]
+                item["num_regions_detected"] = len(regions)
+                if fit is not None:
+                    item["ac"] = {"samples_per_cycle": fit.samples_per_cycle, "amplitude": fit.amplitude, "r2": fit.r2}
+                if options.include_probability:
+                    item["probability"] = np.round(prob, 5).tolist()
+            out.append(item)
+        return out
