@@ -41,7 +41,9 @@ def _serve(args: argparse.Namespace) -> int:
             metrics_port=args.triton_metrics_port,
             startup_timeout_s=settings.TRITON_STARTUP_TIMEOUT_S,
         )
-        log.info("embedded_triton_starting", repository=str(settings.MODEL_REPOSITORY), log=str(triton.log_path))
+        log.info(
+            "embedded_triton_starting", repository=str(settings.MODEL_REPOSITORY), log=str(triton.log_path)
+        )
         try:
             triton.start(wait=True)
         except EmbeddedTritonError as e:
@@ -71,14 +73,20 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pd-gateway", description="Partial-discharge detection gateway")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="start the gateway (and an embedded Triton unless TRITON_GRPC_URL is set)")
+    serve = sub.add_parser(
+        "serve", help="start the gateway (and an embedded Triton unless TRITON_GRPC_URL is set)"
+    )
     serve.add_argument("--host", help="bind address (default: HOST)")
     serve.add_argument("--port", type=int, help="HTTP port (default: PORT)")
     serve.add_argument("--triton-url", help="use this Triton (host:port, gRPC) instead of starting one")
     serve.add_argument("--triton-grpc-port", type=int, help="embedded Triton gRPC port (default: a free one)")
     serve.add_argument("--triton-http-port", type=int, help="embedded Triton HTTP port (default: a free one)")
-    serve.add_argument("--triton-metrics-port", type=int, help="embedded Triton metrics port (default: a free one)")
-    serve.add_argument("--graceful-timeout-s", type=float, default=30.0, help="wait this long for in-flight requests")
+    serve.add_argument(
+        "--triton-metrics-port", type=int, help="embedded Triton metrics port (default: a free one)"
+    )
+    serve.add_argument(
+        "--graceful-timeout-s", type=float, default=30.0, help="wait this long for in-flight requests"
+    )
     serve.set_defaults(func=_serve)
     return parser
 

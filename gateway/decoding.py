@@ -87,7 +87,9 @@ def parse_options(raw: Mapping[str, Any]) -> DetectOptions:
     """Validate options from a JSON body merged with the query string (the body wins)."""
     unknown = sorted(set(raw) - _OPTION_KEYS)
     if unknown:
-        raise InvalidInput(f"unknown option(s): {', '.join(unknown)}; allowed: {', '.join(sorted(_OPTION_KEYS))}")
+        raise InvalidInput(
+            f"unknown option(s): {', '.join(unknown)}; allowed: {', '.join(sorted(_OPTION_KEYS))}"
+        )
     opts: dict[str, Any] = {}
     for key in ("model", "version"):
         if raw.get(key) not in (None, ""):
@@ -137,7 +139,9 @@ def _from_json(body: bytes) -> tuple[list[np.ndarray], dict[str, Any]]:
         raise InvalidInput('JSON body must be an object: {"signal": [...]} or {"signals": [[...], ...]}')
     has_one, has_many = "signal" in doc, "signals" in doc
     if has_one == has_many:
-        raise InvalidInput('JSON body needs exactly one of "signal" (one array) or "signals" (array of arrays)')
+        raise InvalidInput(
+            'JSON body needs exactly one of "signal" (one array) or "signals" (array of arrays)'
+        )
     rows = [doc.pop("signal")] if has_one else doc.pop("signals")
     if not isinstance(rows, list) or not rows:
         raise InvalidInput('"signals" must be a non-empty array of arrays')
@@ -146,7 +150,9 @@ def _from_json(body: bytes) -> tuple[list[np.ndarray], dict[str, Any]]:
         if not isinstance(row, list):
             raise InvalidInput(f"signal {i} must be an array of numbers")
         if any(isinstance(v, (bool, str, list, dict)) or v is None for v in row):
-            raise InvalidInput(f"signal {i} must be a flat array of numbers (no nesting, strings, bools or nulls)")
+            raise InvalidInput(
+                f"signal {i} must be a flat array of numbers (no nesting, strings, bools or nulls)"
+            )
         try:
             arr = np.asarray(row, dtype=np.float64)
         except (TypeError, ValueError, OverflowError):
@@ -163,13 +169,17 @@ def _from_npy(body: bytes) -> list[np.ndarray]:
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
         raise InvalidInput(".npy array must hold integers or floats")
     if arr.ndim not in (1, 2):
-        raise InvalidInput(f".npy array must be 1-D (one signal) or 2-D (one signal per row), got {arr.ndim}-D")
+        raise InvalidInput(
+            f".npy array must be 1-D (one signal) or 2-D (one signal per row), got {arr.ndim}-D"
+        )
     return [arr] if arr.ndim == 1 else list(arr)
 
 
 def _from_raw(body: bytes) -> list[np.ndarray]:
     if len(body) % 4:
-        raise InvalidInput("application/octet-stream body must be little-endian float32: length not a multiple of 4")
+        raise InvalidInput(
+            "application/octet-stream body must be little-endian float32: length not a multiple of 4"
+        )
     return [np.frombuffer(body, dtype="<f4")]
 
 
@@ -188,7 +198,8 @@ def decode_detect(
         signals = _from_raw(body)
     else:
         raise UnsupportedMediaType(
-            f"unsupported content type {media!r}; use application/json, application/x-npy or application/octet-stream"
+            f"unsupported content type {media!r}; "
+            "use application/json, application/x-npy or application/octet-stream"
         )
     if len(signals) > limits.max_signals:
         raise SignalTooLarge(f"{len(signals)} signals in one request; the limit is {limits.max_signals}")

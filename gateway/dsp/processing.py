@@ -102,7 +102,13 @@ SEED_PARAMS = ProcessingParams()
 
 #: What our shipped model is trained with: gentle high-pass keeps pulse shape, per-signal scale.
 DEFAULT_PARAMS = ProcessingParams(
-    window=1024, hop=896, halo=64, highpass_wn=0.02, clip=None, normalisation="signal_max", valid_threshold=0.0
+    window=1024,
+    hop=896,
+    halo=64,
+    highpass_wn=0.02,
+    clip=None,
+    normalisation="signal_max",
+    valid_threshold=0.0,
 )
 
 
@@ -172,7 +178,9 @@ def preprocess_batch(
     elif params.normalisation == "signal_max":
         out = [x / m if x.size and (m := float(np.max(np.abs(x)))) > 0 else x for x in out]
     pre = [x.astype(np.float32) for x in out]
-    valid = np.array([x.size > 0 and float(np.max(np.abs(x))) > params.valid_threshold for x in pre], dtype=bool)
+    valid = np.array(
+        [x.size > 0 and float(np.max(np.abs(x))) > params.valid_threshold for x in pre], dtype=bool
+    )
     return pre, valid
 
 
@@ -332,7 +340,9 @@ class SignalResult:
     probability: np.ndarray | None = None
 
 
-def postprocess(probs: np.ndarray, x_pre: np.ndarray, params: ProcessingParams) -> tuple[np.ndarray, list[Region]]:
+def postprocess(
+    probs: np.ndarray, x_pre: np.ndarray, params: ProcessingParams
+) -> tuple[np.ndarray, list[Region]]:
     """Stitch one signal's window probabilities ([n_windows, 1, W] or [n_windows, W]) and find regions."""
     prob = stitch(probs.reshape(-1, params.window), x_pre.size, params)
     return prob, find_regions(prob, x_pre, params)
@@ -351,7 +361,10 @@ def run_pipeline(
     The gateway runs the same steps, with Triton instead of `infer`.
     """
     pre, valid = preprocess_batch(signals, params)
-    windows = [make_windows(x, params) if ok else np.zeros((0, params.window), np.float32) for x, ok in zip(pre, valid)]
+    windows = [
+        make_windows(x, params) if ok else np.zeros((0, params.window), np.float32)
+        for x, ok in zip(pre, valid, strict=True)
+    ]
     flat = np.concatenate(windows)[:, None, :] if windows else np.zeros((0, 1, params.window), np.float32)
     probs = np.concatenate(
         [infer(flat[i : i + max_batch_size]) for i in range(0, len(flat), max_batch_size)]
@@ -365,7 +378,5 @@ def run_pipeline(
             continue
         prob, regions = postprocess(probs[offset : offset + len(win)], x, params)
         offset += len(win)
-        results.append(
-            SignalResult(True, stats, regions, len(win), prob if keep_probability else None)
-        )
+        results.append(SignalResult(True, stats, regions, len(win), prob if keep_probability else None))
     return results

@@ -44,7 +44,9 @@ async def readyz(settings: SettingsDep, triton: TritonDep) -> JSONResponse:
     live = await triton.is_live()
     ready = live and await triton.is_model_ready(settings.DEFAULT_MODEL)
     body = {"status": "ready" if ready else "not_ready", "triton_live": live, "model_ready": ready}
-    return JSONResponse(body, status_code=200 if ready else 503, headers=None if ready else {"Retry-After": "5"})
+    return JSONResponse(
+        body, status_code=200 if ready else 503, headers=None if ready else {"Retry-After": "5"}
+    )
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -17,10 +17,16 @@ async def list_models(triton: TritonDep, settings: SettingsDep) -> dict[str, Any
     models: dict[str, dict[str, Any]] = {}
     for row in await triton.repository_index():
         name = row.get("name", "")
-        entry = models.setdefault(name, {"name": name, "default": name == settings.DEFAULT_MODEL, "versions": []})
+        entry = models.setdefault(
+            name, {"name": name, "default": name == settings.DEFAULT_MODEL, "versions": []}
+        )
         if row.get("version"):
             entry["versions"].append(
-                {"version": row["version"], "state": row.get("state", "UNKNOWN"), "reason": row.get("reason", "")}
+                {
+                    "version": row["version"],
+                    "state": row.get("state", "UNKNOWN"),
+                    "reason": row.get("reason", ""),
+                }
             )
         elif row.get("state"):
             entry["state"] = row["state"]

@@ -17,8 +17,8 @@ import numpy as np
 from gateway import metrics
 from gateway.decoding import DetectOptions
 from gateway.dsp.processing import (
-    AcFit,
     SEED_PARAMS,
+    AcFit,
     ProcessingParams,
     Region,
     estimate_ac_phase,
@@ -78,7 +78,9 @@ class InferenceService:
             async with asyncio.TaskGroup() as tg:  # one failure cancels the request's other calls
                 tasks = [
                     tg.create_task(
-                        self._triton.infer(mv.name, mv.version, windows[i : i + step], mv.input_name, mv.output_name)
+                        self._triton.infer(
+                            mv.name, mv.version, windows[i : i + step], mv.input_name, mv.output_name
+                        )
                     )
                     for i in range(0, len(windows), step)
                 ]
@@ -141,7 +143,11 @@ class InferenceService:
     ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
         pre, valid = preprocess_batch(signals, params)
         empty = np.zeros((0, params.window), np.float32)
-        return pre, valid, [make_windows(x, params) if ok else empty for x, ok in zip(pre, valid, strict=True)]
+        return (
+            pre,
+            valid,
+            [make_windows(x, params) if ok else empty for x, ok in zip(pre, valid, strict=True)],
+        )
 
     @staticmethod
     def _finish(
@@ -176,7 +182,11 @@ class InferenceService:
                 item["regions"] = [_region_json(r, fit, options.sampling_rate_hz) for r in regions]
                 item["num_regions_detected"] = len(regions)
                 if fit is not None:
-                    item["ac"] = {"samples_per_cycle": fit.samples_per_cycle, "amplitude": fit.amplitude, "r2": fit.r2}
+                    item["ac"] = {
+                        "samples_per_cycle": fit.samples_per_cycle,
+                        "amplitude": fit.amplitude,
+                        "r2": fit.r2,
+                    }
                 if options.include_probability:
                     item["probability"] = np.round(prob, 5).tolist()
             out.append(item)

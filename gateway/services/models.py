@@ -73,7 +73,9 @@ class ModelRegistry:
         elif ready:
             chosen = ready[-1]
         else:
-            raise UpstreamUnavailable(f"model {name!r} has no ready version (loading or unloaded)", retry_after_s=5)
+            raise UpstreamUnavailable(
+                f"model {name!r} has no ready version (loading or unloaded)", retry_after_s=5
+            )
         return self._version_from_config(name, chosen, info["config"] or {})
 
     @staticmethod
@@ -81,11 +83,15 @@ class ModelRegistry:
         params = config.get("parameters", {})
         raw = params.get(processing_key(int(version))) if version.isdigit() else None
         if raw is None:
-            raise UpstreamError(f"model {name!r} version {version} has no processing parameters in its config")
+            raise UpstreamError(
+                f"model {name!r} version {version} has no processing parameters in its config"
+            )
         try:
             processing = ProcessingParams.from_dict(json.loads(raw["string_value"]))
         except (KeyError, TypeError, ValueError) as e:
-            raise UpstreamError(f"model {name!r} version {version} has invalid processing parameters: {e}") from e
+            raise UpstreamError(
+                f"model {name!r} version {version} has invalid processing parameters: {e}"
+            ) from e
         try:
             return ModelVersion(
                 name=name,

@@ -1,0 +1,80 @@
+"""Integration fixtures: a real embedded Triton on a copy of the model repository, a real Redis, the app."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.embedded import EmbeddedTriton
+from gateway.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "pd_unet1d"
+
+
+def source_repository() -> Path:
+    """The project's shipped model repository (PDGW_TEST_REPOSITORY overrides it for development)."""
+    return Path(os.environ.get("PDGW_TEST_REPOSITORY", ROOT / "model_repository"))
+
+
+@pytest.fixture(scope="session")
+def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the shipped repository: tests may deploy and unload without touching the checkout."""
+    src = source_repository()
+    if not (src / MODEL / "config.pbtxt").is_file():
+        pytest.fail(f"no {MODEL} model in {src}: export one first (see README)")
+    dst = tmp_path_factory.mktemp("repo") / "model_repository"
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def triton(model_repo: Path) -> Iterator[EmbeddedTriton]:
+    server = EmbeddedTriton(model_repo, [MODEL], startup_timeout_s=180)
+    server.start(wait=True)
+    yield server
+    server.close()
+
+
+def make_settings(triton_url: str, redis_url: str | None, model_repo: Path, **kw: object) -> Settings:
+    return Settings(
+        TRITON_GRPC_URL=triton_url,
+        REDIS_URL=redis_url,
+        MODEL_REPOSITORY=model_repo,
+        LOG_JSON=True,
+        LOG_LEVEL="warning",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="session")
+def client(triton: EmbeddedTriton, redis_url: str, model_repo: Path) -> Iterator[TestClient]:
+    """The gateway app through its lifespan, talking to the session's Triton and Redis."""
+    settings = make_settings(triton.grpc_url, redis_url, model_repo, MAX_SIGNAL_SAMPLES=1_000_000)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def reference_infer(model_repo: Path):
+    """In-process ONNX Runtime on the same model.onnx: the offline reference the gateway must equal."""
+    sessions: dict[str, ort.InferenceSession] = {}
+
+    def infer(windows: np.ndarray, version: str = "1") -> np.ndarray:
+        if version not in sessions:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            sessions[version] = ort.InferenceSession(
+                str(model_repo / MODEL / version / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+            )
+        return sessions[version].run(None, {"signal": windows.astype(np.float32)})[0]
+
+    return infer

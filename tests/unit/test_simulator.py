@@ -1,0 +1,185 @@
+"""The PD simulator: determinism, labels, physics knobs and regimes."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+from scipy.signal import find_peaks
+
+from gateway.dsp import simulator as sim
+from gateway.dsp.scoring import regions_to_mask
+
+
+def _config(**changes: object) -> sim.SimConfig:
+    base = sim.SimConfig(
+        n_samples=16384,
+        samples_per_cycle=5000.0,
+        ac_amplitude=100.0,
+        ac_phase_deg=30.0,
+        n_pd=8,
+        pd_amplitude=10.0,
+        snr_db=10.0,
+        spectral_carriers=2,
+        spectral_amplitude=1.0,
+        pair_count=2,
+        train_count=1,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> list[sim.SimulatedSignal]:
+    return sim.make_dataset(80, seed=123, n_samples=4096, return_components=True)
+
+
+def test_same_seed_is_bit_identical_and_other_seed_differs() -> None:
+    cfg = _config()
+    a, b, c = sim.simulate(cfg, 7), sim.simulate(cfg, 7), sim.simulate(cfg, 8)
+    assert a.signal.tobytes() == b.signal.tobytes()
+    assert np.array_equal(a.mask, b.mask)
+    assert a.pulses == b.pulses and a.interference == b.interference
+    assert not np.array_equal(a.signal, c.signal)
+
+
+def test_dataset_is_deterministic_and_items_do_not_depend_on_size() -> None:
+    first = sim.make_dataset(4, seed=5, n_samples=2048)
+    again = sim.make_dataset(6, seed=5, n_samples=2048)
+    for x, y in zip(first, again[:4], strict=True):
+        assert x.config == y.config
+        assert np.array_equal(x.signal, y.signal)
+    assert np.array_equal(sim.dataset_item(5, 2, n_samples=2048).signal, first[2].signal)
+    assert not np.array_equal(first[0].signal, first[1].signal)
+
+
+def test_mask_is_union_of_pulse_supports_covering_each_peak(dataset: list[sim.SimulatedSignal]) -> None:
+    n_pulses = 0
+    for s in dataset:
+        assert s.mask.dtype == bool and s.mask.shape == s.signal.shape
+        assert np.array_equal(s.mask, regions_to_mask(s.events, s.signal.size))
+        supports = sorted(s.events)
+        assert all(e1 < s2 for (_, e1), (s2, _) in itertools.pairwise(supports))  # disjoint
+        pd = s.components["pd"]
+        for p in s.pulses:
+            n_pulses += 1
+            assert p.start <= p.peak_index < p.end and s.mask[p.peak_index]
+            assert pd[p.peak_index] == pytest.approx(p.amplitude)
+            seg = np.abs(pd[p.start : p.end])
+            assert seg.max() == pytest.approx(abs(p.amplitude))
+            # Support ends are exactly where |pulse| crosses 5 % of its peak.
+            assert seg[0] > 0.05 * abs(p.amplitude) and seg[-1] > 0.05 * abs(p.amplitude)
+            for edge in (p.start - 1, p.end):
+                if 0 <= edge < pd.size:
+                    assert abs(pd[edge]) <= 0.05 * abs(p.amplitude) + 1e-12
+    assert n_pulses > 100
+
+
+def test_every_kind_appears_and_some_signals_have_no_pd(dataset: list[sim.SimulatedSignal]) -> None:
+    seen = set().union(*(s.kinds for s in dataset))
+    assert seen == set(sim.KINDS)
+    pd_free = sum("pd" not in s.kinds for s in dataset)
+    assert 4 <= pd_free <= 32  # about 20 % of 80
+    assert any(s.config.snr_db is not None and s.config.snr_db < 0 for s in dataset)
+
+
+def test_interference_stays_outside_the_mask(dataset: list[sim.SimulatedSignal]) -> None:
+    n_events = 0
+    for s in dataset:
+        assert not np.any(s.components["interference"][s.mask])
+        for ev in s.interference:
+            n_events += 1
+            lo, hi = max(0, ev.start - 8), ev.end + 8
+            assert not s.mask[lo:hi].any()
+    assert n_events > 10
+
+
+def test_pairs_are_large_opposite_polarity_and_trains_repeat() -> None:
+    cfg = _config(n_pd=0, snr_db=None, spectral_carriers=0, pair_count=3, train_count=2)
+    s = sim.simulate(cfg, 3, return_components=True)
+    kinds = [ev.kind for ev in s.interference]
+    assert kinds.count("pair") == 3 and kinds.count("train") == 2
+    for ev in s.interference:
+        seg = s.components["interference"][ev.start : ev.end]
+        if ev.kind == "pair":
+            assert seg.max() > 0 > seg.min() and np.abs(seg).max() >= 2 * 10.0 * 0.8
+        else:
+            peaks, _ = find_peaks(np.abs(seg), height=0.5 * np.abs(seg).max())
+            assert peaks.size >= 3 and np.ptp(np.diff(peaks)) <= 1  # regular spacing
+
+
+def test_pulses_peak_in_rising_quarters(dataset: list[sim.SimulatedSignal]) -> None:
+    for s in dataset:
+        for p in s.pulses:
+            assert 0 <= p.phase_deg < 90 or 180 <= p.phase_deg < 270
+            assert p.phase_deg == pytest.approx(float(sim.phase_deg(p.peak_index, s.config)))
+
+
+def test_requested_snr_is_the_measured_snr() -> None:
+    for snr in (-5.0, 0.0, 10.0, 25.0):
+        s = sim.simulate(_config(n_samples=32768, snr_db=snr), 11, return_components=True)
+        assert len(s.pulses) == 8
+        pd, noise = s.components["pd"], s.components["noise"]
+        p_pd = np.mean([np.mean(pd[p.start : p.end] ** 2) for p in s.pulses])
+        assert 10 * np.log10(p_pd / np.var(noise)) == pytest.approx(snr, abs=0.5)
+
+
+def test_no_pd_uses_reference_power_and_none_means_no_noise() -> None:
+    s = sim.simulate(_config(n_pd=0, snr_db=6.0), 1, return_components=True)
+    assert not s.pulses and not s.mask.any() and "pd" not in s.kinds
+    ref = 10.0**2 * sim.REF_POWER_RATIO
+    assert 10 * np.log10(ref / np.var(s.components["noise"])) == pytest.approx(6.0, abs=0.5)
+    quiet = sim.simulate(_config(snr_db=None), 1, return_components=True)
+    assert not quiet.components["noise"].any() and "white" not in quiet.kinds
+
+
+def test_vsb_regime_is_one_int8_cycle() -> None:
+    rng = np.random.default_rng(0)
+    cfg = sim.random_config(rng, regime="vsb", n_pd=5, interference=("pair",))
+    s = sim.simulate(cfg, 0)
+    assert s.signal.shape == (800_000,) and s.signal.dtype == np.float64
+    assert s.fs_hz == pytest.approx(40e6)
+    assert s.signal.min() >= -128 and s.signal.max() <= 127
+    assert np.array_equal(s.signal, np.round(s.signal))
+    assert 10 <= cfg.ac_amplitude <= 40 and len(s.pulses) == 5
+
+
+def test_seed_regime_matches_the_seed_data_scale() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        cfg = sim.random_config(rng, regime="seed", n_pd=3)
+        s = sim.simulate(cfg, 1, return_components=True)
+        assert s.signal.shape == (7920,)
+        assert 3300 <= cfg.samples_per_cycle <= 3370
+        assert 6.5e5 <= np.abs(s.components["ac"]).max() <= 8e5
+        assert all(0.002 * cfg.ac_amplitude < abs(p.amplitude) < 2 * cfg.ac_amplitude for p in s.pulses)
+
+
+def test_random_config_knobs() -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        cfg = sim.random_config(rng, snr_db=3.0, interference=())
+        assert cfg.snr_db == 3.0 and cfg.spectral_carriers == cfg.pair_count == cfg.train_count == 0
+        assert 4096 <= cfg.n_samples <= 32768 and cfg.power_freq_hz in (50.0, 60.0)
+    only_pairs = sim.random_config(rng, interference=("pair",), white_noise=False, n_pd=0)
+    assert only_pairs.pair_count > 0 and only_pairs.train_count == only_pairs.spectral_carriers == 0
+    assert only_pairs.snr_db is None and only_pairs.n_pd == 0
+    with pytest.raises(ValueError):
+        sim.random_config(rng, interference=("lightning",))
+    with pytest.raises(ValueError):
+        sim.random_config(rng, regime="nope")
+
+
+def test_tiny_signals_work() -> None:
+    for n in (1, 5, 40):
+        s = sim.simulate(_config(n_samples=n), 0)
+        assert s.signal.shape == (n,) and s.mask.shape == (n,)
+        assert all(0 <= p.start < p.end <= n for p in s.pulses)
+
+
+def test_custom_phase_windows_may_wrap_through_zero() -> None:
+    s = sim.simulate(_config(n_pd=12, pd_phase_windows=((270.0, 110.0),)), 4)
+    assert len(s.pulses) == 12
+    assert all(p.phase_deg >= 270 or p.phase_deg < 110 for p in s.pulses)
+    assert any(p.phase_deg >= 270 for p in s.pulses) and any(p.phase_deg < 110 for p in s.pulses)
