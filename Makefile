@@ -1,0 +1,38 @@
+# Two entry points on a fresh Linux machine with Python 3.11: `make serve` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: serve test setup setup-dev lint clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -e .
+	touch $@
+
+# torch comes first and pinned: 2.13.0 is the CPU build; a looser pin would pull a multi-GB CUDA build.
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[train,dev]"
+	touch $@
+
+setup: $(VENV)/.base
+setup-dev: $(VENV)/.dev
+
+## Start an embedded Triton on model_repository/ and the gateway on http://127.0.0.1:8000
+serve: setup
+	$(VENV)/bin/pd-gateway serve
+
+## Run the whole test suite (unit + integration against a real Triton and a real Redis)
+test: setup-dev
+	./scripts/system-deps.sh
+	$(PY) -m pytest
+
+lint: setup-dev
+	$(VENV)/bin/ruff check gateway export tests loadtest
+	$(VENV)/bin/ruff format --check gateway export tests loadtest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

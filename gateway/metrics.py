@@ -1,0 +1,93 @@
+"""Prometheus collectors of the gateway (module level, default registry) and the HTTP metrics middleware.
+
+Label values stay few: routes are templates ("/v1/models/{model}/detect"), never raw paths.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+HTTP_REQUESTS_TOTAL = Counter(
+    "pdgw_http_requests_total", "HTTP requests handled", ["route", "method", "status"]
+)
+HTTP_REQUEST_DURATION_SECONDS = Histogram(
+    "pdgw_http_request_duration_seconds", "HTTP request latency", ["route"], buckets=_LATENCY_BUCKETS
+)
+HTTP_REQUESTS_IN_FLIGHT = Gauge("pdgw_http_requests_in_flight", "HTTP requests being handled now")
+
+TRITON_REQUEST_DURATION_SECONDS = Histogram(
+    "pdgw_triton_request_duration_seconds",
+    "Latency of calls from the gateway to Triton, errors included",
+    ["model", "op"],
+    buckets=_LATENCY_BUCKETS,
+)
+TRITON_ERRORS_TOTAL = Counter(
+    "pdgw_triton_errors_total", "Failed Triton calls by gateway error code", ["op", "kind"]
+)
+
+WINDOWS_PER_REQUEST = Histogram(
+    "pdgw_windows_per_request",
+    "Model windows sent to Triton per detection request",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192),
+)
+SIGNALS_PROCESSED_TOTAL = Counter(
+    "pdgw_signals_processed_total", "Signals processed, by whether they had valid samples", ["valid"]
+)
+REGIONS_FOUND_TOTAL = Counter("pdgw_regions_found_total", "PD regions returned to clients")
+
+CACHE_HITS_TOTAL = Counter("pdgw_cache_hits_total", "Metadata cache hits", ["layer"])
+CACHE_MISSES_TOTAL = Counter("pdgw_cache_misses_total", "Metadata cache misses", ["layer"])
+CACHE_ERRORS_TOTAL = Counter(
+    "pdgw_cache_redis_errors_total", "Redis failures tolerated by the metadata cache", ["op"]
+)
+
+UNMATCHED_ROUTE = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_label(scope: Scope) -> str:
+    """The matched route's template, or "unmatched" (404s must not create one series per URL)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+
+
+def latest_metrics() -> tuple[bytes, str]:
+    """Exposition body and content type for a `/metrics` route."""
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: request count, latency and in-flight gauge per route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # if the app raises before responding, Starlette's error middleware answers 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        HTTP_REQUESTS_IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            HTTP_REQUESTS_IN_FLIGHT.dec()
+            # The router writes scope["route"] into this same dict, so it is known only after the call.
+            route = route_label(scope)
+            HTTP_REQUEST_DURATION_SECONDS.labels(route).observe(time.perf_counter() - start)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            HTTP_REQUESTS_TOTAL.labels(route, method, str(status)).inc()

@@ -1,0 +1,87 @@
+"""Gateway configuration: one pydantic-settings class read from environment variables (no prefix).
+
+Units are in the names (`_S` seconds, `_BYTES`, `_SAMPLES`). A bad value fails at start-up, before the
+gateway serves anything.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class Settings(BaseSettings):
+    """Every tunable of the gateway; each field is read from the environment variable of the same name."""
+
+    # No .env file on purpose: tests and deployments see exactly the process environment.
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    # Triton
+    TRITON_GRPC_URL: str = ""  # "" = the gateway starts an embedded Triton itself
+    TRITON_TIMEOUT_S: PositiveFloat = 30.0  # gRPC deadline of every infer call
+    TRITON_CONTROL_TIMEOUT_S: PositiveFloat = 5.0  # health, metadata, config, index, load/unload
+    TRITON_STARTUP_TIMEOUT_S: PositiveFloat = 120.0  # embedded server start; deadline of load_model calls
+    MAX_CONCURRENT_TRITON_CALLS: PositiveInt = 8  # in-flight infer calls per gateway process
+    DEFAULT_MODEL: Annotated[str, Field(min_length=1)] = "pd_unet1d"
+    MODEL_REPOSITORY: Path = Path("model_repository")
+
+    # Metadata cache
+    REDIS_URL: str | None = None  # None = in-process cache only
+    REDIS_TIMEOUT_S: PositiveFloat = 0.5
+    CACHE_TTL_S: PositiveFloat = 300.0  # Redis layer
+    LOCAL_CACHE_TTL_S: PositiveFloat = 5.0  # in-process layer; bounds staleness if pub/sub is lost
+
+    # Request limits
+    MAX_SIGNAL_SAMPLES: PositiveInt = 2_000_000  # per signal
+    MAX_TOTAL_SAMPLES: PositiveInt = 8_000_000  # summed over the signals of one request
+    MAX_SIGNALS_PER_REQUEST: PositiveInt = 64
+    MAX_BODY_BYTES: PositiveInt = 64 * 1024 * 1024
+
+    # HTTP server and logs
+    HOST: str = "127.0.0.1"
+    PORT: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    LOG_LEVEL: LogLevel = "info"
+    LOG_JSON: bool = True
+
+    @field_validator("TRITON_GRPC_URL", mode="before")
+    @classmethod
+    def _strip_url(cls, v: object) -> object:
+        return v.strip() if isinstance(v, str) else v
+
+    @field_validator("REDIS_URL", mode="before")
+    @classmethod
+    def _empty_redis_is_none(cls, v: object) -> object:
+        # REDIS_URL="" in a compose file means "no Redis", not an invalid URL.
+        if isinstance(v, str) and not v.strip():
+            return None
+        return v.strip() if isinstance(v, str) else v
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return v
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _lower_level(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _limits_consistent(self) -> Settings:
+        if self.MAX_TOTAL_SAMPLES < self.MAX_SIGNAL_SAMPLES:
+            raise ValueError("MAX_TOTAL_SAMPLES must be >= MAX_SIGNAL_SAMPLES")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment (`get_settings.cache_clear()` in tests)."""
+    return Settings()

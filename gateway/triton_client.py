@@ -1,0 +1,301 @@
+"""The gateway's only door to Triton: one gRPC aio client, a deadline on every call, errors mapped once.
+
+Open it inside the running event loop (FastAPI lifespan) and share it between requests::
+
+    async with TritonClient.from_settings(settings) as triton:
+        probs = await triton.infer("pd_unet1d", "", batch)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import numpy as np
+import structlog
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException
+
+from gateway.errors import (
+    GatewayError,
+    InvalidInput,
+    ModelNotFound,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    VersionNotFound,
+)
+from gateway.metrics import TRITON_ERRORS_TOTAL, TRITON_REQUEST_DURATION_SECONDS
+from gateway.settings import Settings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# Triton prefixes every failed model lookup with "Request for unknown model" (ModelRepositoryManager::
+# GetModel). 2.51 answers NOT_FOUND for an unknown name or version, UNAVAILABLE for a version that is
+# not ready; newer servers answer INVALID_ARGUMENT for an unknown name, which the status code alone
+# cannot tell from a rejected tensor, hence this marker as a second key.
+_UNKNOWN_MODEL_MARKER = "unknown model"
+_LOAD_FAILURES = frozenset(
+    {"StatusCode.INVALID_ARGUMENT", "StatusCode.INTERNAL", "StatusCode.NOT_FOUND", "StatusCode.UNKNOWN"}
+)
+_MAX_MODEL_LABELS = 32  # model names come from URLs; cap the metric series they can create
+
+
+def map_triton_error(
+    exc: InferenceServerException, *, op: str, model: str = "", version: str = "", timeout_s: float = 0.0
+) -> GatewayError:
+    """Translate a tritonclient error into the gateway hierarchy, primarily by its gRPC status code."""
+    status = exc.status() or ""
+    msg = exc.message() or ""
+    what = f"model '{model}'" + (f" version {version}" if version else "")
+    if status == "StatusCode.DEADLINE_EXCEEDED":
+        return UpstreamTimeout(f"Triton did not complete {op} for {what} within {timeout_s:g} s")
+    if op == "load_model" and status in _LOAD_FAILURES:
+        # Triton answers INTERNAL for a missing model directory and INVALID_ARGUMENT for a backend that
+        # failed to initialize. The operator needs the reason: its first line, never the backend's stack.
+        reason = msg.strip().splitlines()[0][:300] if msg.strip() else status
+        return UpstreamError(f"Triton could not load model '{model}': {reason}")
+    unknown_model = _UNKNOWN_MODEL_MARKER in msg
+    if status == "StatusCode.NOT_FOUND" or (unknown_model and status != "StatusCode.INTERNAL"):
+        # "... 'm' version 3 is not found" / "is not at ready state" vs "'m' is not found".
+        if version and f"version {version}" in msg:
+            return VersionNotFound(f"{what} is not loaded")
+        return ModelNotFound(f"model '{model}' is not loaded")
+    if status == "StatusCode.INVALID_ARGUMENT":
+        # The gateway built this request from the model's own config: a rejection is a contract mismatch.
+        return UpstreamError(f"Triton rejected the {op} request for {what}")
+    if status in ("StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED", "StatusCode.CANCELLED"):
+        return UpstreamUnavailable("inference server unavailable or overloaded", retry_after_s=1)
+    return UpstreamError(f"inference server failed on {op} for {what}")
+
+
+class TritonClient:
+    """Async Triton client for one gateway process; `close()` may be called more than once."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 30.0,
+        control_timeout_s: float = 5.0,
+        load_timeout_s: float = 120.0,
+        max_concurrent_infer: int = 8,
+    ) -> None:
+        # tritonclient wants "host:port"; accept a grpc:// scheme for convenience.
+        self.url = url.removeprefix("grpc://")
+        self.timeout_s = timeout_s
+        self.control_timeout_s = control_timeout_s
+        self.load_timeout_s = load_timeout_s
+        self.max_concurrent_infer = max_concurrent_infer
+        self._client: InferenceServerClient | None = None
+        self._infer_slots: asyncio.Semaphore | None = None
+        self._model_labels: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, url: str | None = None) -> TritonClient:
+        """A client configured from `settings`; `url` overrides TRITON_GRPC_URL (e.g. embedded server)."""
+        return cls(
+            url if url is not None else settings.TRITON_GRPC_URL,
+            timeout_s=settings.TRITON_TIMEOUT_S,
+            control_timeout_s=settings.TRITON_CONTROL_TIMEOUT_S,
+            load_timeout_s=settings.TRITON_STARTUP_TIMEOUT_S,
+            max_concurrent_infer=settings.MAX_CONCURRENT_TRITON_CALLS,
+        )
+
+    async def open(self) -> TritonClient:
+        """Create the gRPC channel; must run inside the event loop that will use it."""
+        if not self.url:
+            raise ValueError("Triton gRPC URL is empty")
+        if self._client is None:
+            self._client = InferenceServerClient(self.url)
+            self._infer_slots = asyncio.Semaphore(self.max_concurrent_infer)
+        return self
+
+    async def close(self) -> None:
+        """Close the channel; in-flight calls fail, later calls raise UpstreamUnavailable."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> TritonClient:
+        return await self.open()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- health: never raise (a dead Triton is an answer, not an error) --------------------------------
+
+    async def is_live(self) -> bool:
+        """True if Triton answers its liveness RPC within the control deadline."""
+        try:
+            return bool(await self._call("is_live", "", lambda c, t: c.is_server_live(client_timeout=t)))
+        except Exception:
+            return False
+
+    async def is_model_ready(self, name: str, version: str = "") -> bool:
+        """True if `name` (and `version`, "" = any) is loaded and ready; False on any failure."""
+        try:
+            return bool(
+                await self._call(
+                    "is_model_ready", name, lambda c, t: c.is_model_ready(name, version, client_timeout=t)
+                )
+            )
+        except Exception:
+            return False
+
+    # -- metadata and model control ---------------------------------------------------------------
+
+    async def model_config(self, name: str, version: str = "") -> dict[str, Any]:
+        """The model's config as JSON (the inner "config" object; int64 fields arrive as strings)."""
+        resp = await self._call(
+            "model_config",
+            name,
+            lambda c, t: c.get_model_config(name, version, as_json=True, client_timeout=t),
+            version=version,
+        )
+        return dict(resp.get("config", {}))
+
+    async def model_metadata(self, name: str, version: str = "") -> dict[str, Any]:
+        """Name, versions, platform, inputs and outputs (shapes as strings, -1 = batch axis)."""
+        resp = await self._call(
+            "model_metadata",
+            name,
+            lambda c, t: c.get_model_metadata(name, version, as_json=True, client_timeout=t),
+            version=version,
+        )
+        return dict(resp)
+
+    async def repository_index(self) -> list[dict[str, Any]]:
+        """One entry per model (and loaded version): name, version, state, reason."""
+        resp = await self._call(
+            "repository_index", "", lambda c, t: c.get_model_repository_index(as_json=True, client_timeout=t)
+        )
+        return list(resp.get("models", []))
+
+    async def load_model(self, name: str, config_json: str | None = None) -> None:
+        """Load or reload `name` (explicit mode); waits until loaded, up to `load_timeout_s`.
+
+        `config_json` REPLACES the repository's config.pbtxt for this load (Triton does not merge it):
+        pass `model_config()` with e.g. its version_policy changed. Raises InvalidInput if it is not a
+        JSON object, UpstreamError with Triton's one-line reason if the load fails.
+        """
+        if config_json is not None:
+            try:
+                parsed = json.loads(config_json)
+            except ValueError as e:
+                raise InvalidInput(f"model config override is not valid JSON: {e}") from e
+            if not isinstance(parsed, dict):
+                raise InvalidInput("model config override must be a JSON object")
+        await self._call(
+            "load_model",
+            name,
+            lambda c, t: c.load_model(name, config=config_json, client_timeout=t),
+            timeout_s=self.load_timeout_s,
+        )
+
+    async def unload_model(self, name: str) -> None:
+        """Unload every version of `name`."""
+        await self._call("unload_model", name, lambda c, t: c.unload_model(name, client_timeout=t))
+
+    # -- inference ----------------------------------------------------------------------------------
+
+    async def infer(
+        self,
+        name: str,
+        version: str,
+        batch: np.ndarray,
+        input_name: str = "signal",
+        output_name: str = "probability",
+        request_id: str = "",
+    ) -> np.ndarray:
+        """Run one batch [N, 1, W] float32 (N <= the model's max_batch_size); returns the output tensor.
+
+        At most `max_concurrent_infer` calls are in flight; waiting for a slot counts against the same
+        TRITON_TIMEOUT_S deadline, and a full wait raises UpstreamUnavailable.
+        """
+        if batch.ndim != 3 or batch.shape[0] < 1:
+            raise ValueError(f"batch must have shape [N, 1, W] with N >= 1, got {batch.shape}")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        inp = InferInput(input_name, list(batch.shape), "FP32")
+        inp.set_data_from_numpy(batch)
+        outputs = [InferRequestedOutput(output_name)]
+
+        deadline = time.monotonic() + self.timeout_s
+        slots = self._infer_slots
+        if slots is None:
+            raise UpstreamUnavailable("inference client is closed")
+        try:
+            await asyncio.wait_for(slots.acquire(), self.timeout_s)
+        except TimeoutError:
+            TRITON_ERRORS_TOTAL.labels("infer", UpstreamUnavailable.code).inc()
+            raise UpstreamUnavailable("too many concurrent inference calls", retry_after_s=1) from None
+        try:
+            remaining = max(deadline - time.monotonic(), 0.001)
+            result = await self._call(
+                "infer",
+                name,
+                lambda c, t: c.infer(
+                    name,
+                    [inp],
+                    model_version=version,
+                    outputs=outputs,
+                    request_id=request_id,
+                    client_timeout=t,
+                ),
+                version=version,
+                timeout_s=remaining,
+            )
+        finally:
+            slots.release()
+        out = result.as_numpy(output_name)
+        if out is None or out.shape[0] != batch.shape[0]:
+            TRITON_ERRORS_TOTAL.labels("infer", UpstreamError.code).inc()
+            raise UpstreamError(f"model '{name}' returned no '{output_name}' output for every window")
+        return out
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _model_label(self, name: str) -> str:
+        if not name:
+            return "_server"
+        if name in self._model_labels or len(self._model_labels) < _MAX_MODEL_LABELS:
+            self._model_labels.add(name)
+            return name
+        return "_other"
+
+    async def _call(
+        self,
+        op: str,
+        model: str,
+        fn: Callable[[InferenceServerClient, float], Awaitable[T]],
+        *,
+        version: str = "",
+        timeout_s: float | None = None,
+    ) -> T:
+        """Run one RPC with its deadline, time it, and map its error."""
+        client = self._client
+        if client is None:
+            raise UpstreamUnavailable("inference client is closed")
+        timeout = self.control_timeout_s if timeout_s is None else timeout_s
+        start = time.perf_counter()
+        try:
+            return await fn(client, timeout)
+        except InferenceServerException as e:
+            err = map_triton_error(e, op=op, model=model, version=version, timeout_s=timeout)
+            TRITON_ERRORS_TOTAL.labels(op, err.code).inc()
+            # Health probes poll a possibly dead server every few seconds: keep them out of warnings.
+            emit = log.debug if op.startswith("is_") else log.warning
+            emit("triton_error", op=op, model=model, version=version, status=e.status(), error=e.message())
+            raise err from e
+        finally:
+            TRITON_REQUEST_DURATION_SECONDS.labels(self._model_label(model), op).observe(
+                time.perf_counter() - start
+            )
