@@ -12,6 +12,7 @@ Every step that cannot apply to a short signal is skipped, so any length >= 1 wo
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pywt
@@ -132,6 +133,6 @@ def detect_baseline(
     return [r for r in _merge(regions, merge_gap) if r[1] - r[0] >= min_len]
 
 
-def baseline_mask(x: np.ndarray, **kwargs: float | int | str | None) -> np.ndarray:
+def baseline_mask(x: np.ndarray, **kwargs: Any) -> np.ndarray:
     """Boolean per-sample mask of `detect_baseline(x, **kwargs)`."""
     return regions_to_mask(detect_baseline(x, **kwargs), np.asarray(x).size)

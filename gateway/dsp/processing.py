@@ -286,7 +286,7 @@ def _search_period(x: np.ndarray, idx: np.ndarray, y: np.ndarray) -> float | Non
         return None
     k = int(np.argmax(spectrum[1:])) + 1
     lo, hi = max(k - 1.0, 0.5), k + 1.0  # cycles in the signal
-    best = k
+    best = float(k)
     for _ in range(3):  # grid, then narrow around the best cycle count
         grid = np.linspace(lo, hi, 41)
         errs = [_fit_sinusoid(idx, y, n / c)[1] for c in grid]

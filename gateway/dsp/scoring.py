@@ -120,7 +120,7 @@ class Accumulator:
         if (true_mask is None) != (pred_mask is None):
             raise ValueError("give both masks or neither")
         tp, fp, fn = match_events(true_events, pred_events, self.collar)
-        if true_mask is None:
+        if true_mask is None or pred_mask is None:
             n = max([0, *(e for _, e in true_events), *(e for _, e in pred_events)])
             true_mask, pred_mask = regions_to_mask(true_events, n), regions_to_mask(pred_events, n)
         inter, union = _inter_union(true_mask, pred_mask)
