@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -61,8 +62,15 @@ def _serve(args: argparse.Namespace) -> int:
             access_log=False,  # the request-id middleware logs one line per request
             timeout_graceful_shutdown=args.graceful_timeout_s,
         )
-        # uvicorn traps SIGINT/SIGTERM: stop accepting, let in-flight requests finish, run the lifespan exit.
+        # uvicorn traps SIGINT/SIGTERM: stop accepting, let in-flight requests finish, run the lifespan
+        # exit. Afterwards it re-raises the signal to the handler that was installed before it: make that
+        # one a no-op so the `finally` below still stops Triton and the process exits 0.
+        received: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, _frame: received.append(signum))
         uvicorn.Server(config).run()
+        if received:
+            log.info("gateway_stopped_by_signal", signal=signal.Signals(received[0]).name)
     finally:
         if triton is not None:
             log.info("embedded_triton_stopping", pid=triton.pid)
