@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from scipy.signal import butter, filtfilt
 
 Normalisation = Literal["batch_max", "signal_max", "none"]
 NORMALISATIONS: tuple[str, ...] = ("batch_max", "signal_max", "none")
@@ -153,6 +152,8 @@ class AcFit:
 def _highpass(x: np.ndarray, params: ProcessingParams) -> np.ndarray:
     if params.highpass_wn is None or x.size == 0:
         return x.astype(np.float64)
+    from scipy.signal import butter, filtfilt  # only here: the rest of the module is numpy alone
+
     b, a = butter(params.highpass_order, params.highpass_wn, "high")
     padlen = min(3 * max(len(a), len(b)), x.size - 1)  # scipy's default, shrunk so any length >= 1 works
     return filtfilt(b, a, x, padlen=padlen)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import importlib.util
 import os
 import shutil
 import signal
@@ -33,9 +34,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def pytriton_server_dir() -> Path:
     """The `tritonserver/` folder of the installed nvidia-pytriton wheel (binary, backends, stubs)."""
-    import pytriton  # local import: only needed by whoever starts a server
-
-    return Path(pytriton.__file__).resolve().parent / "tritonserver"
+    # find_spec, not import: pytriton's __init__ pulls in its own client stack (gevent, ...), which
+    # starting the binary does not need.
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("nvidia-pytriton is not installed: pip install nvidia-pytriton==0.7.0")
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "tritonserver"
 
 
 def _install(src: Path, dst: Path) -> None:
@@ -78,8 +82,9 @@ def triton_env(server_dir: Path) -> dict[str, str]:
     env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [env.get("LD_LIBRARY_PATH", ""), *libs]))
     env["PATH"] = os.pathsep.join([str(Path(sys.exec_prefix) / "bin"), env.get("PATH", "")])
     # The stub's embedded Python must import numpy/onnxruntime from the launcher's venv.
+    # An explicit PYTHONPATH (e.g. an overlay with onnxruntime-gpu) keeps its precedence.
     site = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and Path(p).is_dir()]
-    env["PYTHONPATH"] = os.pathsep.join(site)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH", ""), *site]))
     return env
 
 

@@ -8,6 +8,7 @@ first output of the model config name the tensors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,11 @@ def _session_options(config: dict[str, Any]) -> ort.SessionOptions:
 
 def _providers(args: dict[str, str]) -> list[Any]:
     use_gpu = args.get("model_instance_kind") == "GPU"
+    if use_gpu and hasattr(ort, "preload_dlls"):
+        # onnxruntime-gpu finds CUDA/cuDNN from the nvidia-* pip packages this way; if that fails the
+        # CPU provider still serves.
+        with contextlib.suppress(Exception):
+            ort.preload_dlls()
     if use_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
         device_id = int(args.get("model_instance_device_id", "0") or 0)
         return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
@@ -87,6 +93,13 @@ class TritonPythonModel:
         self.session: ort.InferenceSession | None = ort.InferenceSession(
             str(path), sess_options=_session_options(config), providers=_providers(args)
         )
+        logger = getattr(pb_utils, "Logger", None)
+        if logger is not None:  # the server log then says which provider really serves this instance
+            logger.log_info(
+                f"{self.model_name} v{args.get('model_version')} on {args.get('model_instance_kind')}: "
+                f"onnxruntime {ort.__version__} providers {self.session.get_providers()}, "
+                f"numpy {np.__version__}"
+            )
         self.ort_input = self.session.get_inputs()[0].name
         self.ort_output = self.session.get_outputs()[0].name
         # The ONNX graph may name tensors differently from the config; prefer exact names when present.
