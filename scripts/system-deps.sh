@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# System packages the tests need that pip cannot provide: a redis-server binary (tests start their own).
+# System packages the tests need that pip cannot provide: redis-server (tests start their own) and promtool.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool checks deploy/prometheus/*.yml
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
