@@ -20,7 +20,7 @@ from gateway.dsp.processing import (
     SEED_PARAMS,
     AcFit,
     ProcessingParams,
-    Region,
+    RegionArrays,
     estimate_ac_phase,
     make_windows,
     postprocess,
@@ -47,28 +47,41 @@ def _effective_params(params: ProcessingParams, options: DetectOptions) -> Proce
     return params.replace(**changes) if changes else params
 
 
-def _region_json(r: Region, fit: AcFit | None, fs_hz: float | None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "start": r.start,
-        "end": r.end,
-        "duration": r.duration,
-        "peak_index": r.peak_index,
-        "peak_amplitude": r.peak_amplitude,
-        "mean_score": round(r.mean_score, 6),
-        "phase_deg": round(float(fit.phase_deg(r.peak_index)), 3) if fit is not None else None,
+def regions_json(
+    regions: RegionArrays, fit: AcFit | None, fs_hz: float | None, limit: int
+) -> list[dict[str, Any]]:
+    """Region dicts for the response (the first `limit`), built column-wise: no per-region numpy calls."""
+    n = min(limit, len(regions))
+    start, end = regions.start[:n], regions.end[:n]
+    cols: dict[str, list[Any]] = {
+        "start": start.tolist(),
+        "end": end.tolist(),
+        "duration": (end - start).tolist(),
+        "peak_index": regions.peak_index[:n].tolist(),
+        "peak_amplitude": regions.peak_amplitude[:n].astype(float).tolist(),
+        "mean_score": np.round(regions.mean_score[:n], 6).tolist(),
+        "phase_deg": (
+            np.round(np.asarray(fit.phase_deg(regions.peak_index[:n])), 3).tolist()
+            if fit is not None
+            else [None] * n
+        ),
     }
     if fs_hz is not None:
-        out["start_us"] = r.start / fs_hz * 1e6
-        out["duration_us"] = r.duration / fs_hz * 1e6
-    return out
+        cols["start_us"] = (start / fs_hz * 1e6).tolist()
+        cols["duration_us"] = ((end - start) / fs_hz * 1e6).tolist()
+    keys = list(cols)
+    return [dict(zip(keys, row, strict=True)) for row in zip(*cols.values(), strict=True)]
 
 
 class InferenceService:
     """Owns detection: one instance per process, made in the lifespan, shared by all requests."""
 
-    def __init__(self, triton: TritonClient, registry: ModelRegistry) -> None:
+    def __init__(
+        self, triton: TritonClient, registry: ModelRegistry, max_regions_per_signal: int = 10_000
+    ) -> None:
         self._triton = triton
         self.registry = registry
+        self.max_regions_per_signal = max_regions_per_signal
 
     async def _infer_all(self, mv: ModelVersion, windows: np.ndarray) -> np.ndarray:
         """Send [N, 1, W] windows as batches of at most max_batch_size, concurrently (the client bounds
@@ -113,7 +126,9 @@ class InferenceService:
         inference_ms = _ms(t0)
 
         t0 = time.perf_counter()
-        results = await asyncio.to_thread(self._finish, signals, pre, valid, windows, probs, params, options)
+        results = await asyncio.to_thread(
+            self._finish, signals, pre, valid, windows, probs, params, options, self.max_regions_per_signal
+        )
         postprocess_ms = _ms(t0)
 
         n_regions = sum(r["num_regions_detected"] for r in results)
@@ -158,6 +173,7 @@ class InferenceService:
         probs: np.ndarray,
         params: ProcessingParams,
         options: DetectOptions,
+        max_regions: int,
     ) -> list[dict[str, Any]]:
         out, offset = [], 0
         for i, (raw, x, ok, win) in enumerate(zip(signals, pre, valid, windows, strict=True)):
@@ -174,13 +190,15 @@ class InferenceService:
                     "std_amplitude": stats.std_amplitude,
                 },
                 "ac": None,
+                "regions_truncated": False,
             }
             if ok:
                 prob, regions = postprocess(probs[offset : offset + len(win)], x, params)
                 offset += len(win)
                 fit = estimate_ac_phase(raw, options.samples_per_cycle) if regions else None
-                item["regions"] = [_region_json(r, fit, options.sampling_rate_hz) for r in regions]
-                item["num_regions_detected"] = len(regions)
+                item["regions"] = regions_json(regions, fit, options.sampling_rate_hz, max_regions)
+                item["num_regions_detected"] = len(regions)  # all of them, even past the cap
+                item["regions_truncated"] = len(regions) > max_regions
                 if fit is not None:
                     item["ac"] = {
                         "samples_per_cycle": fit.samples_per_cycle,

@@ -111,3 +111,48 @@ def test_ac_phase_recovered(spc: float) -> None:
 def test_ac_phase_none_for_noise() -> None:
     assert estimate_ac_phase(np.random.default_rng(2).normal(size=5000)) is None
     assert estimate_ac_phase(np.zeros(3)) is None
+
+
+def _regions_by_loop(prob: np.ndarray, x: np.ndarray, p: ProcessingParams) -> list[tuple]:
+    """The obvious per-run loop: the vectorised implementation must agree with it exactly."""
+    mask = np.concatenate(([False], prob > p.threshold, [False]))
+    starts = [i for i in range(1, mask.size) if mask[i] and not mask[i - 1]]
+    ends = [i for i in range(1, mask.size) if not mask[i] and mask[i - 1]]
+    merged: list[list[int]] = []
+    for s, e in zip(starts, ends, strict=True):
+        if merged and (s - 1) - merged[-1][1] <= p.merge_gap:
+            merged[-1][1] = e - 1
+        else:
+            merged.append([s - 1, e - 1])
+    out = []
+    for s, e in merged:
+        seg = x[s:e]
+        if e - s < p.min_region_samples or (p.drop_edge_regions and s == 0):
+            continue
+        if p.min_region_peak is not None and seg.max() < p.min_region_peak:
+            continue
+        k = int(np.argmax(np.abs(seg)))
+        out.append((s, e, s + k, float(seg[k]), float(prob[s:e].mean())))
+    return out
+
+
+def test_vectorised_regions_match_a_plain_loop() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(150):
+        n = int(rng.integers(1, 2000))
+        prob = rng.random(n).astype(np.float32)
+        x = rng.normal(size=n).astype(np.float32)
+        if trial % 3 == 0:
+            x = np.round(x)  # ties: the first sample reaching the peak wins
+        p = ProcessingParams(
+            threshold=float(rng.uniform(0.2, 0.9)),
+            merge_gap=int(rng.integers(0, 4)),
+            min_region_samples=int(rng.integers(1, 4)),
+            drop_edge_regions=bool(rng.integers(0, 2)),
+            min_region_peak=[None, 0.2][int(rng.integers(0, 2))],
+        )
+        got = [(r.start, r.end, r.peak_index, r.peak_amplitude) for r in find_regions(prob, x, p)]
+        want = _regions_by_loop(prob, x, p)
+        assert got == [w[:4] for w in want]
+        scores = [r.mean_score for r in find_regions(prob, x, p)]
+        np.testing.assert_allclose(scores, [w[4] for w in want], atol=1e-6)
