@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-Normalisation = Literal["batch_max", "signal_max", "none"]
-NORMALISATIONS: tuple[str, ...] = ("batch_max", "signal_max", "none")
+Normalisation = Literal["batch_max", "signal_max", "signal_mad", "none"]
+NORMALISATIONS: tuple[str, ...] = ("batch_max", "signal_max", "signal_mad", "none")
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,9 @@ class ProcessingParams:
     highpass_wn: Butterworth high-pass cut-off as a fraction of Nyquist (None = no filter), zero-phase.
     clip: symmetric clip applied after the filter (None = none).
     normalisation: "batch_max" divides by the max |x| over the whole request (seed 000),
-        "signal_max" by each signal's own max |x|, "none" leaves the scale alone.
+        "signal_max" by each signal's own max |x|, "signal_mad" by `mad_scale` times the signal's robust
+        noise level (median absolute deviation / 0.6745), so pulses are measured against the noise and a
+        large interference burst does not shrink them; "none" leaves the scale alone.
     valid_threshold: a signal is valid when max |preprocessed| > this; invalid signals are not inferred.
     threshold: probability above which a sample belongs to a PD region.
     min_region_peak: drop regions whose signed max of the preprocessed signal is below this (None = keep).
@@ -47,6 +49,7 @@ class ProcessingParams:
     highpass_wn: float | None = 0.8
     clip: float | None = 800000.0
     normalisation: Normalisation = "batch_max"
+    mad_scale: float = 10.0
     valid_threshold: float = 0.1
     threshold: float = 0.5
     min_region_peak: float | None = None
@@ -68,6 +71,8 @@ class ProcessingParams:
             problems.append("highpass_order must be in [1, 8]")
         if self.clip is not None and not self.clip > 0:
             problems.append("clip must be > 0 or null")
+        if not self.mad_scale > 0:
+            problems.append("mad_scale must be > 0")
         if self.normalisation not in NORMALISATIONS:
             problems.append(f"normalisation must be one of {NORMALISATIONS}")
         if not 0.0 < self.threshold < 1.0:
@@ -159,6 +164,17 @@ def _highpass(x: np.ndarray, params: ProcessingParams) -> np.ndarray:
     return filtfilt(b, a, x, padlen=padlen)
 
 
+def _robust_scale(x: np.ndarray, mad_scale: float) -> float:
+    """mad_scale x the noise sigma estimated by the MAD; the max |x| when the MAD is 0 (flat or quantised)."""
+    if x.size == 0:
+        return 1.0
+    sigma = float(np.median(np.abs(x - np.median(x)))) / 0.6745
+    if sigma > 0:
+        return mad_scale * sigma
+    peak = float(np.max(np.abs(x)))
+    return peak if peak > 0 else 1.0
+
+
 def preprocess_batch(
     signals: Sequence[np.ndarray], params: ProcessingParams
 ) -> tuple[list[np.ndarray], np.ndarray]:
@@ -176,6 +192,8 @@ def preprocess_batch(
     if params.normalisation == "batch_max":
         peak = max((float(np.max(np.abs(x))) for x in out if x.size), default=0.0)
         out = [x / peak if peak > 0 else x for x in out]
+    elif params.normalisation == "signal_mad":
+        out = [x / _robust_scale(x, params.mad_scale) for x in out]
     elif params.normalisation == "signal_max":
         out = [x / m if x.size and (m := float(np.max(np.abs(x)))) > 0 else x for x in out]
     pre = [x.astype(np.float32) for x in out]

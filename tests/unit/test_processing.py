@@ -156,3 +156,20 @@ def test_vectorised_regions_match_a_plain_loop() -> None:
         assert got == [w[:4] for w in want]
         scores = [r.mean_score for r in find_regions(prob, x, p)]
         np.testing.assert_allclose(scores, [w[4] for w in want], atol=1e-6)
+
+
+def test_signal_mad_normalisation_measures_pulses_against_noise() -> None:
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 2.0, 20_000)
+    quiet, loud = noise.copy(), noise.copy()
+    quiet[5000] += 40.0  # a 20-sigma pulse
+    loud[5000] += 40.0
+    loud[12000:12004] += [900.0, -900.0, 900.0, -900.0]  # a huge interference burst elsewhere
+    params = DEFAULT_PARAMS.replace(normalisation="signal_mad", highpass_wn=None, mad_scale=10.0)
+    (q, lo), _ = preprocess_batch([quiet, loud], params)
+    # the pulse keeps its size relative to the noise whatever else the signal holds
+    assert q[5000] == pytest.approx(lo[5000], rel=0.02)
+    assert q[5000] == pytest.approx(2.0, rel=0.1)  # 40 / (10 * sigma=2)
+    assert np.std(q) == pytest.approx(0.1, rel=0.1)
+    (flat,), _ = preprocess_batch([np.zeros(100)], params)
+    assert not np.any(flat)  # no division by zero on a flat signal
