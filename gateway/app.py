@@ -9,12 +9,14 @@ import structlog
 from fastapi import FastAPI
 
 from gateway import __version__
+from gateway.apikeys import KeyRing, load_api_keys
 from gateway.cache import MetadataCache
 from gateway.errors import register_error_handlers
 from gateway.logging import RequestIdMiddleware, configure_logging
 from gateway.metrics import MetricsMiddleware
 from gateway.routes import detect, health, models
 from gateway.services.inference import InferenceService
+from gateway.services.management import ModelManager
 from gateway.services.models import ModelRegistry
 from gateway.settings import Settings, get_settings
 from gateway.triton_client import TritonClient
@@ -33,6 +35,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.cache = cache
         app.state.registry = registry
         app.state.inference = InferenceService(triton, registry)
+        manager = ModelManager(
+            triton,
+            registry,
+            settings.MODEL_REPOSITORY,
+            unload_timeout_s=settings.MODEL_UNLOAD_TIMEOUT_S,
+            # Long enough for another replica's load (its deadline) plus its settling wait.
+            lock_timeout_s=settings.TRITON_STARTUP_TIMEOUT_S + settings.MODEL_UNLOAD_TIMEOUT_S,
+        )
+        app.state.manager = manager
         log.info(
             "gateway_started",
             triton=triton.url,
@@ -42,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await manager.close()
             await cache.close()
             log.info("gateway_stopped")
 
@@ -57,9 +69,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    keys = KeyRing(load_api_keys(settings.API_KEYS.get_secret_value(), settings.API_KEYS_FILE))
+    app.state.keys = keys
+    # Names only: the keys themselves never reach a log line.
+    log.info("api_keys_loaded", names=keys.names, inference_open=not keys.configured)
+    if not keys.has_operator:
+        log.warning("model_management_closed", reason="no operator API key configured (API_KEYS)")
     register_error_handlers(app)
     for module in (health, detect, models):
         app.include_router(module.router)
+    app.include_router(models.admin)
     # Outermost last: the request id must exist before metrics and handlers run.
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

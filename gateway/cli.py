@@ -1,4 +1,4 @@
-"""`pd-gateway` console command: `serve` starts (embedded Triton +) the gateway."""
+"""`pd-gateway` console command: `serve` starts (embedded Triton +) the gateway; `models` manages it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from gateway.admin_cli import add_models_parser
 from gateway.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--graceful-timeout-s", type=float, default=30.0, help="wait this long for in-flight requests"
     )
     serve.set_defaults(func=_serve)
+    add_models_parser(sub)
     return parser
 
 

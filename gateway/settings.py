@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.apikeys import load_api_keys
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -20,7 +22,10 @@ class Settings(BaseSettings):
     """Every tunable of the gateway; each field is read from the environment variable of the same name."""
 
     # No .env file on purpose: tests and deployments see exactly the process environment.
-    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+    # hide_input_in_errors: a bad value must not print API keys or a Redis password at start-up.
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # Triton
     TRITON_GRPC_URL: str = ""  # "" = the gateway starts an embedded Triton itself
@@ -42,6 +47,12 @@ class Settings(BaseSettings):
     MAX_TOTAL_SAMPLES: PositiveInt = 8_000_000  # summed over the signals of one request
     MAX_SIGNALS_PER_REQUEST: PositiveInt = 64
     MAX_BODY_BYTES: PositiveInt = 64 * 1024 * 1024
+    MAX_UPLOAD_BYTES: PositiveInt = 512 * 1024 * 1024  # a model upload (multipart body) to /versions
+
+    # Model management and API keys (see gateway/apikeys.py for the formats)
+    API_KEYS: SecretStr = SecretStr("")  # "name:role:key,..." or a JSON list; roles operator, inference
+    API_KEYS_FILE: Path | None = None  # same formats, one entry per line allowed; merged with API_KEYS
+    MODEL_UNLOAD_TIMEOUT_S: PositiveFloat = 30.0  # wait for Triton to finish unloading before answering
 
     # HTTP server and logs
     HOST: str = "127.0.0.1"
@@ -74,10 +85,21 @@ class Settings(BaseSettings):
     def _lower_level(cls, v: object) -> object:
         return v.strip().lower() if isinstance(v, str) else v
 
+    @field_validator("API_KEYS_FILE", mode="before")
+    @classmethod
+    def _empty_file_is_none(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
     @model_validator(mode="after")
     def _limits_consistent(self) -> Settings:
         if self.MAX_TOTAL_SAMPLES < self.MAX_SIGNAL_SAMPLES:
             raise ValueError("MAX_TOTAL_SAMPLES must be >= MAX_SIGNAL_SAMPLES")
+        return self
+
+    @model_validator(mode="after")
+    def _api_keys_parse(self) -> Settings:
+        # Parsed here only to fail at start-up; the app builds its KeyRing with the same function.
+        load_api_keys(self.API_KEYS.get_secret_value(), self.API_KEYS_FILE)
         return self
 
 

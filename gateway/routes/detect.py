@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from gateway.auth import require_inference
 from gateway.decoding import Limits, decode_detect
 from gateway.deps import InferenceDep, SettingsDep
 from gateway.errors import SignalTooLarge
@@ -55,12 +56,13 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/v1/detect", openapi_extra=_BODY_DOC)
+@router.post("/v1/detect", openapi_extra=_BODY_DOC, dependencies=[Depends(require_inference)])
 async def detect(request: Request, service: InferenceDep, settings: SettingsDep) -> JSONResponse:
     """Find PD regions in one or many signals (JSON, .npy or raw little-endian float32 body).
 
     Options (model, version, sampling_rate_hz, power_frequency_hz, threshold, normalisation,
-    include_probability) go in the JSON body or the query string.
+    include_probability) go in the JSON body or the query string. `version` pins a model version;
+    without it the highest ready version serves. Needs an API key only when keys are configured.
     """
     t0 = time.perf_counter()
     body = await read_body(request, settings.MAX_BODY_BYTES)
