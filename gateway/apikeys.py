@@ -56,7 +56,7 @@ def _entry(where: str, name: object, role: object, key: object) -> ApiKey:
             f"{where} ({name}): key must be at least {MIN_KEY_CHARS} characters, "
             "without surrounding spaces or commas"
         )
-    return ApiKey(name, role, _digest(key))  # type: ignore[arg-type]
+    return ApiKey(name, role, _digest(key))
 
 
 def parse_api_keys(text: str) -> list[ApiKey]:

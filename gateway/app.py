@@ -53,7 +53,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            await manager.close()
             await cache.close()
             log.info("gateway_stopped")
 

@@ -31,6 +31,13 @@ Loader = Callable[[], Awaitable[dict[str, Any]]]
 _FAILED = object()  # a Redis call failed or was skipped (distinct from a None reply)
 _WARN_EVERY_S = 10.0
 _LISTENER_MAX_BACKOFF_S = 5.0
+# SET KEYS[1] = ARGV[1] (PX ARGV[3]) only while the counter KEYS[2] still reads ARGV[2] ("" = never set).
+_SET_IF_GENERATION = """
+if (redis.call('GET', KEYS[2]) or '') == ARGV[2] then
+  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+end
+return false
+"""
 
 
 def _key_matches(key: str, prefix: str) -> bool:
@@ -53,12 +60,14 @@ class MetadataCache:
         redis_timeout_s: float = 0.5,
         redis_retry_s: float = 2.0,
         key_prefix: str = "pdgw:meta:",
+        generation_prefix: str = "pdgw:gen:",
         channel: str = "pdgw:invalidate",
         max_local_entries: int = 1024,
     ) -> None:
         self.ttl_s = ttl_s
         self.local_ttl_s = local_ttl_s
         self.key_prefix = key_prefix
+        self.generation_prefix = generation_prefix
         self.channel = channel
         self._timeout_s = redis_timeout_s
         self._retry_s = redis_retry_s  # after a Redis failure, skip Redis this long (no per-request stalls)
@@ -134,6 +143,7 @@ class MetadataCache:
         """Delete the Redis keys of `prefix`, then tell every subscribed process to drop its copies."""
 
         async def op(r: Redis) -> None:
+            await r.incr(self._gkey(prefix))  # first: loads that started before this cannot store
             keys = [self._rkey(prefix)]
             pattern = self._rkey(re.sub(r"([*?\[\]\\])", r"\\\1", prefix)) + ":*"
             keys += [k async for k in r.scan_iter(match=pattern, count=500)]
@@ -168,6 +178,10 @@ class MetadataCache:
 
     # -- internals ----------------------------------------------------------------------------------
 
+    def _gkey(self, key: str) -> str:
+        """The invalidation counter of the model `key` belongs to (its first segment)."""
+        return self.generation_prefix + key.split(":", 1)[0]
+
     def _rkey(self, key: str) -> str:
         return self.key_prefix + key
 
@@ -185,7 +199,9 @@ class MetadataCache:
 
     async def _load(self, key: str, loader: Loader) -> dict[str, Any]:
         generation = self._generation
-        raw = await self._redis_call("get", lambda r: r.get(self._rkey(key)))
+        # One round trip: the cached value and the model's invalidation counter, read before loading.
+        reply = await self._redis_call("get", lambda r: r.mget(self._rkey(key), self._gkey(key)))
+        raw, redis_gen = (reply[0], reply[1] or "") if reply is not _FAILED else (_FAILED, None)
         if isinstance(raw, str):
             try:
                 value = json.loads(raw)
@@ -203,8 +219,16 @@ class MetadataCache:
         encoded = json.dumps(value)
         if generation == self._generation:
             self._store_local(key, value)
-            ttl_ms = max(1, int(self.ttl_s * 1000))
-            await self._redis_call("set", lambda r: r.set(self._rkey(key), encoded, px=ttl_ms))
+            if redis_gen is not None:
+                # Stored only if no replica invalidated the model while we were loading: otherwise our
+                # value may predate the change and would stay in Redis for CACHE_TTL_S.
+                ttl_ms = max(1, int(self.ttl_s * 1000))
+                await self._redis_call(
+                    "set",
+                    lambda r: r.eval(
+                        _SET_IF_GENERATION, 2, self._rkey(key), self._gkey(key), encoded, redis_gen, ttl_ms
+                    ),
+                )
         return value
 
     async def _redis_call(

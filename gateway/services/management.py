@@ -58,7 +58,6 @@ class ModelManager:
         *,
         unload_timeout_s: float = 30.0,
         lock_timeout_s: float = 180.0,
-        settle_s: float = 1.0,
         validator: Validator = validate_onnx,
     ) -> None:
         self._triton = triton
@@ -66,10 +65,8 @@ class ModelManager:
         self.repository = Path(repository)
         self._unload_timeout_s = unload_timeout_s
         self._lock_timeout_s = lock_timeout_s
-        self._settle_s = settle_s
         self._validate = validator
         self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -207,15 +204,6 @@ class ModelManager:
             "validation": report.to_dict(),
         }
 
-    async def close(self) -> None:
-        """Cancel pending follow-up invalidations; safe to call twice."""
-        tasks = list(self._tasks)  # done callbacks discard from the set while we wait
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-
     # -- internals --------------------------------------------------------------------------------
 
     def _model_dir(self, name: str) -> Path:
@@ -286,7 +274,8 @@ class ModelManager:
             await self._restore(name, model_dir, served_before)
             log.warning("model_operation_rolled_back", model=name, target=list(target), error=str(e)[:300])
             if new_version is not None and isinstance(e, UpstreamError):
-                status = e.__cause__.status() if hasattr(e.__cause__, "status") else ""
+                cause = e.__cause__
+                status = cause.status() if cause is not None and hasattr(cause, "status") else ""
                 cls = ModelRejected if status == "StatusCode.INVALID_ARGUMENT" else UpstreamError
                 raise cls(f"{e.message}; version {new_version} was rolled back") from e
             raise
@@ -317,14 +306,6 @@ class ModelManager:
             await asyncio.sleep(0.05)
 
     async def _invalidate(self, name: str) -> None:
-        """Now, and once more after `settle_s`: a replica's cache load that straddled the first
-        invalidation may have written the old state back to Redis."""
+        """Everywhere: this process, Redis, and (pub/sub) every replica. A replica load that straddles
+        it cannot write the old state back to Redis (the cache checks the model's generation)."""
         await self._registry.invalidate(name)
-
-        async def again() -> None:
-            await asyncio.sleep(self._settle_s)
-            await self._registry.invalidate(name)
-
-        task = asyncio.create_task(again())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

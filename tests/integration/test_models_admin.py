@@ -241,7 +241,6 @@ async def test_triton_refusal_rolls_back_the_deploy(
         after = await manager.versions(MODEL)
         assert after["served"] == served
         assert all(v["in_repository"] for v in after["versions"])  # the failed version is not listed
-        await manager.close()
     await cache.close()
 
 

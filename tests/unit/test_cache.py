@@ -277,3 +277,26 @@ async def test_close_is_idempotent(caches: Callable[..., MetadataCache]) -> None
     await cache.close()
     await cache.close()
     assert not cache.listener_connected
+
+
+async def test_load_straddling_a_remote_invalidation_is_not_written_to_redis(
+    caches: Callable[..., MetadataCache], model: str
+) -> None:
+    # B has no listener, so only Redis can tell it that A invalidated the model mid-load.
+    a, b, c = caches(), caches(), caches()
+    gate = asyncio.Event()
+    stale = CountingLoader(gate)
+    loading = asyncio.create_task(b.get_or_load(model, stale))
+    await asyncio.sleep(0.05)  # B has read Redis (miss) and is inside its loader
+    await a.invalidate(model)  # e.g. an unload through replica A
+    gate.set()
+    assert (await loading)["n"] == 1  # B's own caller still gets what it loaded
+    fresh = CountingLoader()
+    # C must not find B's possibly stale value in Redis: it loads anew.
+    assert (await c.get_or_load(model, fresh))["n"] == 1
+    assert fresh.calls == 1
+    # Without an invalidation in between, a load is shared through Redis as before.
+    d = caches()
+    other = CountingLoader()
+    assert (await d.get_or_load(model, other))["n"] == 1
+    assert other.calls == 0
