@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.services.inference import InferenceService
+from gateway.services.management import ModelManager
 from gateway.services.models import ModelRegistry
 from gateway.settings import Settings
 from gateway.triton_client import TritonClient
@@ -28,7 +29,12 @@ def _registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
+def _manager(request: Request) -> ModelManager:
+    return request.app.state.manager
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 TritonDep = Annotated[TritonClient, Depends(_triton)]
 InferenceDep = Annotated[InferenceService, Depends(_inference)]
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
+ManagerDep = Annotated[ModelManager, Depends(_manager)]

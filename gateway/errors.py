@@ -134,6 +134,38 @@ class UpstreamTimeout(GatewayError):
     message = "inference server timed out"
 
 
+class ModelRejected(GatewayError):
+    """422: the upload passed validation but Triton refused to load it; it was rolled back."""
+
+    status_code: ClassVar[int] = 422
+    code: ClassVar[str] = "model_rejected"
+    message = "Triton could not load the model"
+
+
+class RepositoryUnavailable(GatewayError):
+    """503: this gateway cannot reach the model's directory (MODEL_REPOSITORY not mounted here)."""
+
+    status_code: ClassVar[int] = 503
+    code: ClassVar[str] = "repository_unavailable"
+    message = "model repository not available"
+
+
+class Conflict(GatewayError):
+    """409: the operation contradicts the repository's state (version exists, params missing, busy)."""
+
+    status_code = 409
+    code = "conflict"
+    message = "conflict with the model repository's state"
+
+
+class InvalidModel(GatewayError):
+    """422: the uploaded model failed validation; nothing was written."""
+
+    status_code: ClassVar[int] = 422
+    code: ClassVar[str] = "invalid_model"
+    message = "invalid model"
+
+
 # No "no valid signal" error on purpose: a signal without valid samples is reported per signal
 # (valid=false) in a 200 response, so one bad channel does not fail a 64-signal request.
 

@@ -22,7 +22,18 @@ async def root(settings: SettingsDep, registry: RegistryDep) -> dict[str, Any]:
         "service": "pd-gateway",
         "version": __version__,
         "default_model": settings.DEFAULT_MODEL,
-        "endpoints": ["/v1/detect", "/v1/models", "/healthz", "/readyz", "/metrics", "/docs"],
+        "endpoints": [
+            "/v1/detect",
+            "/v1/models",
+            "/v1/models/{name}",
+            "/v1/models/{name}/versions",
+            "/v1/models/{name}/load",
+            "/v1/models/{name}/unload",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/docs",
+        ],
     }
     try:
         mv = await registry.resolve(None, None)

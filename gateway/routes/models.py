@@ -14,9 +14,8 @@ from pydantic import BaseModel, Field, PositiveInt
 from starlette.datastructures import UploadFile
 
 from gateway.auth import OperatorKey, require_inference
-from gateway.deps import SettingsDep, TritonDep
+from gateway.deps import ManagerDep, SettingsDep, TritonDep
 from gateway.errors import InvalidInput, SignalTooLarge, UnsupportedMediaType
-from gateway.services.management import ModelManager
 
 router = APIRouter(tags=["models"])
 admin = APIRouter(tags=["model management"])
@@ -24,13 +23,6 @@ admin = APIRouter(tags=["model management"])
 _UPLOAD_FIELDS = {"model", "processing", "card", "version", "load"}
 _MAX_JSON_FIELD_BYTES = 1024 * 1024
 _MAX_REASON_CHARS = 300
-
-
-def _manager(request: Request) -> ModelManager:
-    return request.app.state.manager
-
-
-ManagerDep = Annotated[ModelManager, Depends(_manager)]
 
 
 class VersionsBody(BaseModel):

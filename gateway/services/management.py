@@ -13,13 +13,20 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import structlog
 
 from gateway import repository as repo
 from gateway.dsp.processing import ProcessingParams
-from gateway.errors import GatewayError, InvalidInput, ModelNotFound, UpstreamError, VersionNotFound
+from gateway.errors import (
+    InvalidInput,
+    ModelNotFound,
+    ModelRejected,
+    RepositoryUnavailable,
+    UpstreamError,
+    VersionNotFound,
+)
 from gateway.services import model_status as ms
 from gateway.services import repo_state as rs
 from gateway.services.models import ModelRegistry
@@ -29,22 +36,6 @@ from gateway.triton_client import TritonClient
 log = structlog.get_logger(__name__)
 
 Validator = Callable[[bytes, Contract, ProcessingParams], ValidationReport]
-
-
-class ModelRejected(GatewayError):
-    """422: the upload passed validation but Triton refused to load it; it was rolled back."""
-
-    status_code: ClassVar[int] = 422
-    code: ClassVar[str] = "model_rejected"
-    message = "Triton could not load the model"
-
-
-class RepositoryUnavailable(GatewayError):
-    """503: this gateway cannot reach the model's directory (MODEL_REPOSITORY not mounted here)."""
-
-    status_code: ClassVar[int] = 503
-    code: ClassVar[str] = "repository_unavailable"
-    message = "model repository not available"
 
 
 class ModelManager:

@@ -12,20 +12,12 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from gateway import repository as repo
 from gateway.dsp.processing import ProcessingParams
-from gateway.errors import GatewayError, VersionNotFound
+from gateway.errors import Conflict, VersionNotFound
 from gateway.services.validation import ValidationReport
 
 States = Mapping[int, tuple[str, str]]  # version -> (Triton state, one-line reason)
 BUSY = ("LOADING", "UNLOADING")
 _MAX_REASON_CHARS = 300
-
-
-class Conflict(GatewayError):
-    """409: the operation contradicts the repository's state (version exists, params missing, busy)."""
-
-    status_code = 409
-    code = "conflict"
-    message = "conflict with the model repository's state"
 
 
 def reason_line(text: str | None) -> str:

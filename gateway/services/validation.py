@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import onnx
@@ -20,19 +20,11 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from gateway.dsp.processing import ProcessingParams, make_windows, preprocess_batch
 from gateway.dsp.simulator import dataset_item
-from gateway.errors import GatewayError, InvalidInput
+from gateway.errors import InvalidInput, InvalidModel
 
 _MAX_REASON_CHARS = 300
 _DRY_RUN_WINDOWS = 2  # batch > 1 also proves the batch axis really is dynamic
 _PROB_EPS = 1e-6
-
-
-class InvalidModel(GatewayError):
-    """422: the uploaded model failed validation; nothing was written."""
-
-    status_code: ClassVar[int] = 422
-    code: ClassVar[str] = "invalid_model"
-    message = "invalid model"
 
 
 @dataclass(frozen=True)

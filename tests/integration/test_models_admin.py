@@ -16,8 +16,9 @@ from gateway.cache import MetadataCache
 from gateway.cli import main as cli_main
 from gateway.dsp.processing import ProcessingParams
 from gateway.embedded import EmbeddedTriton
+from gateway.errors import ModelRejected
 from gateway.repository import read_config
-from gateway.services.management import ModelManager, ModelRejected
+from gateway.services.management import ModelManager
 from gateway.services.models import ModelRegistry
 from gateway.services.validation import Contract, ValidationReport
 from gateway.triton_client import TritonClient

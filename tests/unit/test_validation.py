@@ -7,9 +7,9 @@ from onnx import TensorProto
 from tritonclient.grpc import model_config_pb2 as mc
 
 from gateway.dsp.processing import DEFAULT_PARAMS
-from gateway.errors import InvalidInput
+from gateway.errors import InvalidInput, InvalidModel
 from gateway.repository import build_config
-from gateway.services.validation import Contract, InvalidModel, merge_processing, validate_onnx
+from gateway.services.validation import Contract, merge_processing, validate_onnx
 from tests.onnx_factory import external_data_model, nan_model, tiny_model
 
 CONTRACT = Contract("signal", "probability")
