@@ -34,7 +34,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.triton = triton
         app.state.cache = cache
         app.state.registry = registry
-        app.state.inference = InferenceService(triton, registry)
+        app.state.inference = InferenceService(triton, registry, settings.MAX_REGIONS_PER_SIGNAL)
         manager = ModelManager(
             triton,
             registry,
