@@ -1,0 +1,67 @@
+"""A few training steps of a tiny UNet1D: checkpoint format, train_args.json, and exact resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export import train
+from export.model import load_checkpoint
+from gateway.dsp.processing import DEFAULT_PARAMS
+
+TINY = [
+    *("--widths", "4,8", "--dilations", "1,2", "--batch", "4", "--pool", "4", "--refresh", "2"),
+    *("--refresh-count", "2", "--seed", "3", "--save-every", "3", "--quiet", "--threads", "1"),
+]
+
+
+def _run(out: Path, *extra: str) -> None:
+    assert train.main(["--out", str(out), "--steps", "6", *TINY, *extra]) == 0
+
+
+def test_checkpoint_and_args(tmp_path: Path) -> None:
+    _run(tmp_path / "a")
+    model, meta = load_checkpoint(tmp_path / "a" / train.CHECKPOINT)
+    assert meta["source"] == "pd-gateway" and meta["step"] == 6 and meta["final"] is True
+    assert meta["widths"] == (4, 8) and meta["dilations"] == (1, 2)
+    assert meta["processing"] == DEFAULT_PARAMS.to_dict()
+    args = json.loads((tmp_path / "a" / train.ARGS_FILE).read_text())
+    assert args["steps"] == 6 and args["parameters"]["widths"] == [4, 8]
+    assert "export.train" in args["command"] and "--steps 6" in args["command"]
+    assert args["wall_time_s"] >= 0 and np.isfinite(args["final_loss_mean50"])
+    with torch.inference_mode():
+        y = model(torch.zeros(2, 1, DEFAULT_PARAMS.window))
+    assert y.shape == (2, 1, DEFAULT_PARAMS.window)
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path: Path) -> None:
+    _run(tmp_path / "full")
+    _run(tmp_path / "split", "--stop-after", "3")
+    assert torch.load(tmp_path / "split" / train.CHECKPOINT, weights_only=True)["step"] == 3
+    assert train.main(["--out", str(tmp_path / "split"), "--resume", "--quiet"]) == 0
+    full = torch.load(tmp_path / "full" / train.CHECKPOINT, weights_only=True)
+    split = torch.load(tmp_path / "split" / train.CHECKPOINT, weights_only=True)
+    assert split["step"] == 6
+    for key, value in full["model"].items():
+        assert torch.equal(value, split["model"][key]), key
+
+
+def test_batches_are_biased_towards_pulses() -> None:
+    items = [train.training_item(0, i, DEFAULT_PARAMS) for i in range(6)]
+    assert any(it.centres.size for it in items)
+    rng = np.random.default_rng(0)
+    x, y = train.sample_batch(rng, items, 64, DEFAULT_PARAMS.window, event_fraction=1.0)
+    with_pd = [it for it in items if it.mask.any()]
+    assert x.shape == y.shape == (64, 1, DEFAULT_PARAMS.window) and with_pd
+    assert np.isfinite(x).all() and set(np.unique(y)) <= {0.0, 1.0}
+    _, y_random = train.sample_batch(np.random.default_rng(0), items, 64, DEFAULT_PARAMS.window, 0.0)
+    assert y.sum() > y_random.sum()  # centring on pulses finds more PD samples than random windows
+
+
+def test_unknown_processing_override_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        _run(tmp_path / "bad", "--set", "no_such_param=1")
