@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from scipy.signal import butter, filtfilt
 
 Normalisation = Literal["batch_max", "signal_max", "signal_mad", "none"]
 NORMALISATIONS: tuple[str, ...] = ("batch_max", "signal_max", "signal_mad", "none")
@@ -157,8 +158,6 @@ class AcFit:
 def _highpass(x: np.ndarray, params: ProcessingParams) -> np.ndarray:
     if params.highpass_wn is None or x.size == 0:
         return x.astype(np.float64)
-    from scipy.signal import butter, filtfilt  # only here: the rest of the module is numpy alone
-
     b, a = butter(params.highpass_order, params.highpass_wn, "high")
     padlen = min(3 * max(len(a), len(b)), x.size - 1)  # scipy's default, shrunk so any length >= 1 works
     return filtfilt(b, a, x, padlen=padlen)
@@ -330,26 +329,43 @@ def signal_stats(x_pre: np.ndarray) -> SignalStats:
     return SignalStats(float(a.max()), float(a.mean()), float(np.std(x_pre, dtype=np.float64)))
 
 
-def _fit_sinusoid(idx: np.ndarray, y: np.ndarray, samples_per_cycle: float) -> tuple[np.ndarray, float]:
-    w = 2.0 * math.pi * idx / samples_per_cycle
-    design = np.column_stack([np.sin(w), np.cos(w), np.ones_like(w)])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    return coef, float(np.var(y - design @ coef))
+def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares y ~ a*sin(w) + b*cos(w) + c for every candidate period at once.
+
+    Normal equations per candidate (3x3, a tiny ridge keeps sub-cycle periods solvable); returns the
+    coefficients [k, 3] and the residual variances [k].
+    """
+    w = (2.0 * math.pi / periods)[:, None] * idx[None, :]
+    sin, cos = np.sin(w), np.cos(w)
+    m = float(idx.size)
+    s1, c1 = sin.sum(1), cos.sum(1)
+    sc = np.einsum("km,km->k", sin, cos)
+    gram = np.empty((periods.size, 3, 3))
+    gram[:, 0] = np.stack([np.einsum("km,km->k", sin, sin), sc, s1], axis=-1)
+    gram[:, 1] = np.stack([sc, np.einsum("km,km->k", cos, cos), c1], axis=-1)
+    gram[:, 2] = np.stack([s1, c1, np.full_like(s1, m)], axis=-1)
+    gram += np.eye(3) * (1e-9 * m)
+    rhs = np.stack([sin @ y, cos @ y, np.full_like(s1, y.sum())], axis=-1)
+    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
+    resid = y[None, :] - (coef[:, :1] * sin + coef[:, 1:2] * cos + coef[:, 2:])
+    return coef, resid.var(axis=1)
 
 
-def _search_period(x: np.ndarray, idx: np.ndarray, y: np.ndarray) -> float | None:
+def _search_period(x: np.ndarray) -> float | None:
     """Coarse period from the strongest FFT bin, refined by least squares (leakage biases the bin)."""
     n = x.size
     spectrum = np.abs(np.fft.rfft(x - x.mean()))
     if spectrum.size < 3:
         return None
     k = int(np.argmax(spectrum[1:])) + 1
+    step = max(1, n // 2048)  # the period search needs far fewer points than the final fit
+    idx = np.arange(0, n, step, dtype=np.float64)
+    y = x[::step]
     lo, hi = max(k - 1.0, 0.5), k + 1.0  # cycles in the signal
     best = float(k)
     for _ in range(3):  # grid, then narrow around the best cycle count
         grid = np.linspace(lo, hi, 41)
-        errs = [_fit_sinusoid(idx, y, n / c)[1] for c in grid]
-        best = float(grid[int(np.argmin(errs))])
+        best = float(grid[int(np.argmin(_fit_sinusoids(idx, y, n / grid)[1]))])
         span = (hi - lo) / 20
         lo, hi = max(best - span, 0.25), best + span
     return n / best
@@ -375,13 +391,14 @@ def estimate_ac_phase(
     if var == 0:
         return None
     if samples_per_cycle is None:
-        samples_per_cycle = _search_period(x, idx, y)
+        samples_per_cycle = _search_period(x)
         if samples_per_cycle is None:
             return None
     if not samples_per_cycle > 2:
         return None
-    coef, resid_var = _fit_sinusoid(idx, y, samples_per_cycle)
-    r2 = 1.0 - resid_var / var
+    coefs, resid_vars = _fit_sinusoids(idx, y, np.array([samples_per_cycle]))
+    coef = coefs[0]
+    r2 = 1.0 - float(resid_vars[0]) / var
     if r2 < min_r2:
         return None
     a, b = float(coef[0]), float(coef[1])  # a*sin(w) + b*cos(w) = A*sin(w + phi)
