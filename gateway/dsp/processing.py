@@ -358,15 +358,15 @@ def _search_period(x: np.ndarray) -> float | None:
     if spectrum.size < 3:
         return None
     k = int(np.argmax(spectrum[1:])) + 1
-    step = max(1, n // 2048)  # the period search needs far fewer points than the final fit
+    step = max(1, n // 1024)  # the period search needs far fewer points than the final fit
     idx = np.arange(0, n, step, dtype=np.float64)
     y = x[::step]
     lo, hi = max(k - 1.0, 0.5), k + 1.0  # cycles in the signal
     best = float(k)
     for _ in range(3):  # grid, then narrow around the best cycle count
-        grid = np.linspace(lo, hi, 41)
+        grid = np.linspace(lo, hi, 25)
         best = float(grid[int(np.argmin(_fit_sinusoids(idx, y, n / grid)[1]))])
-        span = (hi - lo) / 20
+        span = (hi - lo) / 12
         lo, hi = max(best - span, 0.25), best + span
     return n / best
 
