@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -25,23 +26,36 @@ def source_repository() -> Path:
     return Path(os.environ.get("PDGW_TEST_REPOSITORY", ROOT / "model_repository"))
 
 
-@pytest.fixture(scope="session")
-def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def copy_repository(dst_parent: Path) -> Path:
     """A private copy of the shipped repository: tests may deploy and unload without touching the checkout."""
     src = source_repository()
     if not (src / MODEL / "config.pbtxt").is_file():
         pytest.fail(f"no {MODEL} model in {src}: export one first (see README)")
-    dst = tmp_path_factory.mktemp("repo") / "model_repository"
+    dst = dst_parent / "model_repository"
     shutil.copytree(src, dst)
     return dst
 
 
+@contextlib.contextmanager
+def running_triton(repo: Path) -> Iterator[EmbeddedTriton]:
+    """A real embedded Triton serving `repo` on free ports, stopped on exit."""
+    server = EmbeddedTriton(repo, [MODEL], startup_timeout_s=180)
+    server.start(wait=True)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_repository(tmp_path_factory.mktemp("repo"))
+
+
 @pytest.fixture(scope="session")
 def triton(model_repo: Path) -> Iterator[EmbeddedTriton]:
-    server = EmbeddedTriton(model_repo, [MODEL], startup_timeout_s=180)
-    server.start(wait=True)
-    yield server
-    server.close()
+    with running_triton(model_repo) as server:
+        yield server
 
 
 def make_settings(triton_url: str, redis_url: str | None, model_repo: Path, **kw: object) -> Settings:

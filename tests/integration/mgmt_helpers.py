@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -20,20 +19,13 @@ from gateway.dsp.processing import ProcessingParams, run_pipeline
 from gateway.dsp.simulator import dataset_item
 from gateway.embedded import free_port
 from gateway.repository import processing_params_from_config, read_config
-from tests.integration.conftest import MODEL, source_repository
+from tests.integration.conftest import MODEL
 
 OPS_KEY = "ops-key-0123456789abcdefghij"
 APP_KEY = "app-key-0123456789abcdefghij"
 API_KEYS = f"ops:operator:{OPS_KEY},app:inference:{APP_KEY}"
 OPS = {"X-API-Key": OPS_KEY}
 APP = {"X-API-Key": APP_KEY}
-
-
-def copy_repository(dst_parent: Path) -> Path:
-    """A private copy of the source repository: these tests deploy into it and unload from it."""
-    dst = dst_parent / "model_repository"
-    shutil.copytree(source_repository(), dst)
-    return dst
 
 
 def redis_db(url: str, db: int) -> str:

@@ -22,12 +22,11 @@ from gateway.services.management import ModelManager
 from gateway.services.models import ModelRegistry
 from gateway.services.validation import Contract, ValidationReport
 from gateway.triton_client import TritonClient
-from tests.integration.conftest import MODEL, make_settings
+from tests.integration.conftest import MODEL, copy_repository, make_settings, running_triton
 from tests.integration.mgmt_helpers import (
     API_KEYS,
     APP,
     OPS,
-    copy_repository,
     live_server,
     redis_db,
     reference_regions,
@@ -48,10 +47,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(repo: Path) -> Iterator[EmbeddedTriton]:
-    triton = EmbeddedTriton(repo, [MODEL], startup_timeout_s=180)
-    triton.start(wait=True)
-    yield triton
-    triton.close()
+    with running_triton(repo) as triton:
+        yield triton
 
 
 @pytest.fixture(scope="module")

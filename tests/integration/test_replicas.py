@@ -22,8 +22,8 @@ from gateway.app import create_app
 from gateway.cli import main as cli_main
 from gateway.embedded import EmbeddedTriton, free_port
 from tests.conftest import RedisServer
-from tests.integration.conftest import MODEL, make_settings
-from tests.integration.mgmt_helpers import API_KEYS, APP, OPS, copy_repository, redis_db
+from tests.integration.conftest import MODEL, copy_repository, make_settings, running_triton
+from tests.integration.mgmt_helpers import API_KEYS, APP, OPS, redis_db
 from tests.onnx_factory import tiny_model
 
 pytestmark = pytest.mark.integration
@@ -40,10 +40,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(repo: Path) -> Iterator[EmbeddedTriton]:
-    triton = EmbeddedTriton(repo, [MODEL], startup_timeout_s=180)
-    triton.start(wait=True)
-    yield triton
-    triton.close()
+    with running_triton(repo) as triton:
+        yield triton
 
 
 class Replica:

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.embedded import EmbeddedTriton
-from tests.integration.conftest import MODEL, make_settings
+from tests.integration.conftest import make_settings, running_triton
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +38,8 @@ def test_requests_survive_redis_dying(triton: EmbeddedTriton, private_redis, mod
 @pytest.fixture
 def own_triton(model_repo: Path) -> Iterator[EmbeddedTriton]:
     """A Triton of this test alone, which it stops and restarts on the same ports."""
-    server = EmbeddedTriton(model_repo, [MODEL], startup_timeout_s=180)
-    server.start(wait=True)
-    yield server
-    server.close()
+    with running_triton(model_repo) as server:
+        yield server
 
 
 def test_triton_down_gives_503_then_recovers(
