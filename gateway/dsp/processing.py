@@ -20,6 +20,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy.signal import butter, filtfilt
 
+from gateway.dsp.regions import Region, RegionArrays, find_region_arrays
+
 Normalisation = Literal["batch_max", "signal_max", "signal_mad", "none"]
 NORMALISATIONS: tuple[str, ...] = ("batch_max", "signal_max", "signal_mad", "none")
 
@@ -118,41 +120,10 @@ DEFAULT_PARAMS = ProcessingParams(
 
 
 @dataclass(frozen=True)
-class Region:
-    """A run of PD samples [start, end) with its strongest sample and mean model score."""
-
-    start: int
-    end: int
-    peak_index: int
-    peak_amplitude: float
-    mean_score: float
-
-    @property
-    def duration(self) -> int:
-        return self.end - self.start
-
-
-@dataclass(frozen=True)
 class SignalStats:
     max_amplitude: float
     mean_amplitude: float
     std_amplitude: float
-
-
-@dataclass(frozen=True)
-class AcFit:
-    """The power-frequency sinusoid A*sin(2*pi*n/samples_per_cycle + phase0) fitted to a raw signal."""
-
-    samples_per_cycle: float
-    phase0_rad: float
-    amplitude: float
-    r2: float
-
-    def phase_deg(self, index: int | np.ndarray) -> float | np.ndarray:
-        """AC phase at sample `index`, degrees in [0, 360); 0 deg = rising zero crossing."""
-        rad = 2.0 * math.pi * np.asarray(index, dtype=np.float64) / self.samples_per_cycle + self.phase0_rad
-        deg = np.mod(np.degrees(rad), 360.0)
-        return float(deg) if np.ndim(deg) == 0 else deg
 
 
 def _highpass(x: np.ndarray, params: ProcessingParams) -> np.ndarray:
@@ -247,162 +218,12 @@ def stitch(probs: np.ndarray, n_samples: int, params: ProcessingParams) -> np.nd
     return (acc[:n_samples] / weight[:n_samples]).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class RegionArrays:
-    """Regions as parallel arrays (a noisy signal can yield 10^5 regions: no Python loop per region)."""
-
-    start: np.ndarray
-    end: np.ndarray
-    peak_index: np.ndarray
-    peak_amplitude: np.ndarray
-    mean_score: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.start.size)
-
-    def to_list(self, limit: int | None = None) -> list[Region]:
-        n = len(self) if limit is None else min(limit, len(self))
-        return [
-            Region(int(s), int(e), int(k), float(a), float(m))
-            for s, e, k, a, m in zip(
-                self.start[:n].tolist(),
-                self.end[:n].tolist(),
-                self.peak_index[:n].tolist(),
-                self.peak_amplitude[:n].tolist(),
-                self.mean_score[:n].tolist(),
-                strict=True,
-            )
-        ]
-
-
-def _segment_reduce(ufunc: np.ufunc, x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """ufunc.reduce over each x[start:end] (non-empty, non-overlapping, sorted), vectorised."""
-    bounds = np.empty(2 * starts.size, dtype=np.int64)
-    bounds[0::2], bounds[1::2] = starts, ends
-    if bounds[-1] == x.size:  # reduceat cannot take len(x) as an index; the last segment runs to the end
-        return ufunc.reduceat(x, bounds[:-1])[0::2]
-    return ufunc.reduceat(x, bounds)[0::2]
-
-
-def find_region_arrays(prob: np.ndarray, x_pre: np.ndarray, params: ProcessingParams) -> RegionArrays:
-    """Threshold the stitched probabilities into PD regions and apply the version's region filters."""
-    edges = np.diff(np.concatenate(([0], (prob > params.threshold).view(np.int8), [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    if starts.size > 1 and params.merge_gap > 0:
-        keep = (starts[1:] - ends[:-1]) > params.merge_gap  # gap after run i is small: merge with i+1
-        starts = np.concatenate((starts[:1], starts[1:][keep]))
-        ends = np.concatenate((ends[:-1][keep], ends[-1:]))
-    ok = (ends - starts) >= params.min_region_samples
-    if params.drop_edge_regions:
-        ok &= starts != 0
-    starts, ends = starts[ok], ends[ok]
-    if starts.size and params.min_region_peak is not None:
-        ok = _segment_reduce(np.maximum, x_pre, starts, ends) >= params.min_region_peak
-        starts, ends = starts[ok], ends[ok]
-    if not starts.size:
-        empty = np.zeros(0, np.int64)
-        return RegionArrays(empty, empty, empty, np.zeros(0, np.float32), np.zeros(0, np.float64))
-    lengths = ends - starts
-    a = np.abs(x_pre)
-    peak_abs = _segment_reduce(np.maximum, a, starts, ends)
-    ids = np.repeat(np.arange(starts.size), lengths)
-    # every sample index inside a region, region after region
-    idx = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    hits = a[idx] == peak_abs[ids]
-    _, first = np.unique(ids[hits], return_index=True)  # first sample reaching the peak, per region
-    peak_index = idx[hits][first]
-    csum = np.concatenate(([0.0], np.cumsum(prob, dtype=np.float64)))
-    mean_score = (csum[ends] - csum[starts]) / lengths
-    return RegionArrays(starts, ends, peak_index, x_pre[peak_index], mean_score)
-
-
-def find_regions(prob: np.ndarray, x_pre: np.ndarray, params: ProcessingParams) -> list[Region]:
-    """`find_region_arrays` as a list of `Region`s."""
-    return find_region_arrays(prob, x_pre, params).to_list()
-
-
 def signal_stats(x_pre: np.ndarray) -> SignalStats:
     """Seed 000's stats: max and mean of |x|, standard deviation of x (preprocessed units)."""
     if x_pre.size == 0:
         return SignalStats(0.0, 0.0, 0.0)
     a = np.abs(x_pre, dtype=np.float64)
     return SignalStats(float(a.max()), float(a.mean()), float(np.std(x_pre, dtype=np.float64)))
-
-
-def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least squares y ~ a*sin(w) + b*cos(w) + c for every candidate period at once.
-
-    Normal equations per candidate (3x3, a tiny ridge keeps sub-cycle periods solvable); returns the
-    coefficients [k, 3] and the residual variances [k].
-    """
-    w = (2.0 * math.pi / periods)[:, None] * idx[None, :]
-    sin, cos = np.sin(w), np.cos(w)
-    m = float(idx.size)
-    s1, c1 = sin.sum(1), cos.sum(1)
-    sc = np.einsum("km,km->k", sin, cos)
-    gram = np.empty((periods.size, 3, 3))
-    gram[:, 0] = np.stack([np.einsum("km,km->k", sin, sin), sc, s1], axis=-1)
-    gram[:, 1] = np.stack([sc, np.einsum("km,km->k", cos, cos), c1], axis=-1)
-    gram[:, 2] = np.stack([s1, c1, np.full_like(s1, m)], axis=-1)
-    gram += np.eye(3) * (1e-9 * m)
-    rhs = np.stack([sin @ y, cos @ y, np.full_like(s1, y.sum())], axis=-1)
-    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
-    resid = y[None, :] - (coef[:, :1] * sin + coef[:, 1:2] * cos + coef[:, 2:])
-    return coef, resid.var(axis=1)
-
-
-def _search_period(x: np.ndarray) -> float | None:
-    """Coarse period from the strongest FFT bin, refined by least squares (leakage biases the bin)."""
-    n = x.size
-    spectrum = np.abs(np.fft.rfft(x - x.mean()))
-    if spectrum.size < 3:
-        return None
-    k = int(np.argmax(spectrum[1:])) + 1
-    step = max(1, n // 1024)  # the period search needs far fewer points than the final fit
-    idx = np.arange(0, n, step, dtype=np.float64)
-    y = x[::step]
-    lo, hi = max(k - 1.0, 0.5), k + 1.0  # cycles in the signal
-    best = float(k)
-    for _ in range(3):  # grid, then narrow around the best cycle count
-        grid = np.linspace(lo, hi, 25)
-        best = float(grid[int(np.argmin(_fit_sinusoids(idx, y, n / grid)[1]))])
-        span = (hi - lo) / 12
-        lo, hi = max(best - span, 0.25), best + span
-    return n / best
-
-
-def estimate_ac_phase(
-    raw: np.ndarray, samples_per_cycle: float | None = None, *, min_r2: float = 0.5
-) -> AcFit | None:
-    """Fit the power-frequency sinusoid to a raw signal; None when no sinusoid explains it.
-
-    With `samples_per_cycle` known (fs / power frequency) only amplitude and phase are fitted; otherwise
-    the period starts from the strongest FFT bin and is refined by least squares, which needs
-    at least about one full cycle in the signal.
-    """
-    x = np.asarray(raw, dtype=np.float64)
-    n = x.size
-    if n < 16 or not np.all(np.isfinite(x)):
-        return None
-    step = max(1, n // 8192)  # the sinusoid is smooth: a decimated fit is as good and far cheaper
-    idx = np.arange(0, n, step, dtype=np.float64)
-    y = x[::step]
-    var = float(np.var(y))
-    if var == 0:
-        return None
-    if samples_per_cycle is None:
-        samples_per_cycle = _search_period(x)
-        if samples_per_cycle is None:
-            return None
-    if not samples_per_cycle > 2:
-        return None
-    coefs, resid_vars = _fit_sinusoids(idx, y, np.array([samples_per_cycle]))
-    coef = coefs[0]
-    r2 = 1.0 - float(resid_vars[0]) / var
-    if r2 < min_r2:
-        return None
-    a, b = float(coef[0]), float(coef[1])  # a*sin(w) + b*cos(w) = A*sin(w + phi)
-    return AcFit(float(samples_per_cycle), math.atan2(b, a), math.hypot(a, b), r2)
 
 
 @dataclass

@@ -16,17 +16,16 @@ import numpy as np
 
 from gateway import metrics
 from gateway.decoding import DetectOptions
+from gateway.dsp.phase import AcFit, estimate_ac_phase
 from gateway.dsp.processing import (
     SEED_PARAMS,
-    AcFit,
     ProcessingParams,
-    RegionArrays,
-    estimate_ac_phase,
     make_windows,
     postprocess,
     preprocess_batch,
     signal_stats,
 )
+from gateway.dsp.regions import RegionArrays
 from gateway.errors import ModelNotFound, VersionNotFound
 from gateway.services.models import ModelRegistry, ModelVersion
 from gateway.triton_client import TritonClient

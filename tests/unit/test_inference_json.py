@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from gateway.dsp.processing import AcFit, ProcessingParams, find_region_arrays
+from gateway.dsp.phase import AcFit
+from gateway.dsp.processing import ProcessingParams
+from gateway.dsp.regions import find_region_arrays
 from gateway.services.inference import regions_json
 
 

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.dsp.phase import estimate_ac_phase
 from gateway.dsp.processing import (
     DEFAULT_PARAMS,
     SEED_PARAMS,
     ProcessingParams,
-    estimate_ac_phase,
-    find_regions,
     make_windows,
     preprocess_batch,
     run_pipeline,
@@ -21,6 +20,7 @@ from gateway.dsp.processing import (
     stitch,
     window_starts,
 )
+from gateway.dsp.regions import find_regions
 
 SEED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed_test_dataa.npy"
 

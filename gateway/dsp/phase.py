@@ -1,0 +1,100 @@
+"""The power-frequency sinusoid of a raw signal, so every PD region gets its AC phase angle."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AcFit:
+    """The power-frequency sinusoid A*sin(2*pi*n/samples_per_cycle + phase0) fitted to a raw signal."""
+
+    samples_per_cycle: float
+    phase0_rad: float
+    amplitude: float
+    r2: float
+
+    def phase_deg(self, index: int | np.ndarray) -> float | np.ndarray:
+        """AC phase at sample `index`, degrees in [0, 360); 0 deg = rising zero crossing."""
+        rad = 2.0 * math.pi * np.asarray(index, dtype=np.float64) / self.samples_per_cycle + self.phase0_rad
+        deg = np.mod(np.degrees(rad), 360.0)
+        return float(deg) if np.ndim(deg) == 0 else deg
+
+
+def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares y ~ a*sin(w) + b*cos(w) + c for every candidate period at once.
+
+    Normal equations per candidate (3x3, a tiny ridge keeps sub-cycle periods solvable); returns the
+    coefficients [k, 3] and the residual variances [k].
+    """
+    w = (2.0 * math.pi / periods)[:, None] * idx[None, :]
+    sin, cos = np.sin(w), np.cos(w)
+    m = float(idx.size)
+    s1, c1 = sin.sum(1), cos.sum(1)
+    sc = np.einsum("km,km->k", sin, cos)
+    gram = np.empty((periods.size, 3, 3))
+    gram[:, 0] = np.stack([np.einsum("km,km->k", sin, sin), sc, s1], axis=-1)
+    gram[:, 1] = np.stack([sc, np.einsum("km,km->k", cos, cos), c1], axis=-1)
+    gram[:, 2] = np.stack([s1, c1, np.full_like(s1, m)], axis=-1)
+    gram += np.eye(3) * (1e-9 * m)
+    rhs = np.stack([sin @ y, cos @ y, np.full_like(s1, y.sum())], axis=-1)
+    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
+    resid = y[None, :] - (coef[:, :1] * sin + coef[:, 1:2] * cos + coef[:, 2:])
+    return coef, resid.var(axis=1)
+
+
+def _search_period(x: np.ndarray) -> float | None:
+    """Coarse period from the strongest FFT bin, refined by least squares (leakage biases the bin)."""
+    n = x.size
+    spectrum = np.abs(np.fft.rfft(x - x.mean()))
+    if spectrum.size < 3:
+        return None
+    k = int(np.argmax(spectrum[1:])) + 1
+    step = max(1, n // 1024)  # the period search needs far fewer points than the final fit
+    idx = np.arange(0, n, step, dtype=np.float64)
+    y = x[::step]
+    lo, hi = max(k - 1.0, 0.5), k + 1.0  # cycles in the signal
+    best = float(k)
+    for _ in range(3):  # grid, then narrow around the best cycle count
+        grid = np.linspace(lo, hi, 25)
+        best = float(grid[int(np.argmin(_fit_sinusoids(idx, y, n / grid)[1]))])
+        span = (hi - lo) / 12
+        lo, hi = max(best - span, 0.25), best + span
+    return n / best
+
+
+def estimate_ac_phase(
+    raw: np.ndarray, samples_per_cycle: float | None = None, *, min_r2: float = 0.5
+) -> AcFit | None:
+    """Fit the power-frequency sinusoid to a raw signal; None when no sinusoid explains it.
+
+    With `samples_per_cycle` known (fs / power frequency) only amplitude and phase are fitted; otherwise
+    the period starts from the strongest FFT bin and is refined by least squares, which needs
+    at least about one full cycle in the signal.
+    """
+    x = np.asarray(raw, dtype=np.float64)
+    n = x.size
+    if n < 16 or not np.all(np.isfinite(x)):
+        return None
+    step = max(1, n // 8192)  # the sinusoid is smooth: a decimated fit is as good and far cheaper
+    idx = np.arange(0, n, step, dtype=np.float64)
+    y = x[::step]
+    var = float(np.var(y))
+    if var == 0:
+        return None
+    if samples_per_cycle is None:
+        samples_per_cycle = _search_period(x)
+        if samples_per_cycle is None:
+            return None
+    if not samples_per_cycle > 2:
+        return None
+    coefs, resid_vars = _fit_sinusoids(idx, y, np.array([samples_per_cycle]))
+    coef = coefs[0]
+    r2 = 1.0 - float(resid_vars[0]) / var
+    if r2 < min_r2:
+        return None
+    a, b = float(coef[0]), float(coef[1])  # a*sin(w) + b*cos(w) = A*sin(w + phi)
+    return AcFit(float(samples_per_cycle), math.atan2(b, a), math.hypot(a, b), r2)
