@@ -15,7 +15,7 @@ $(VENV)/.base: pyproject.toml
 # torch comes first and pinned: 2.13.0 is the CPU build; a looser pin would pull a multi-GB CUDA build.
 $(VENV)/.dev: $(VENV)/.base
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[train,dev]"
+	$(PIP) install -e ".[train,dev,loadtest]"
 	touch $@
 
 setup: $(VENV)/.base
