@@ -38,6 +38,7 @@ class ProcessingParams:
         "signal_max" by each signal's own max |x|, "signal_mad" by `mad_scale` times the signal's robust
         noise level (median absolute deviation / 0.6745), so pulses are measured against the noise and a
         large interference burst does not shrink them; "none" leaves the scale alone.
+    soft_clip: after normalising, c * tanh(x / c) bounds the input smoothly (None = off).
     valid_threshold: a signal is valid when max |preprocessed| > this; invalid signals are not inferred.
     threshold: probability above which a sample belongs to a PD region.
     min_region_peak: drop regions whose signed max of the preprocessed signal is below this (None = keep).
@@ -53,6 +54,7 @@ class ProcessingParams:
     clip: float | None = 800000.0
     normalisation: Normalisation = "batch_max"
     mad_scale: float = 10.0
+    soft_clip: float | None = None
     valid_threshold: float = 0.1
     threshold: float = 0.5
     min_region_peak: float | None = None
@@ -74,6 +76,8 @@ class ProcessingParams:
             problems.append("highpass_order must be in [1, 8]")
         if self.clip is not None and not self.clip > 0:
             problems.append("clip must be > 0 or null")
+        if self.soft_clip is not None and not self.soft_clip > 0:
+            problems.append("soft_clip must be > 0 or null")
         if not self.mad_scale > 0:
             problems.append("mad_scale must be > 0")
         if self.normalisation not in NORMALISATIONS:
@@ -166,6 +170,9 @@ def preprocess_batch(
         out = [x / _robust_scale(x, params.mad_scale) for x in out]
     elif params.normalisation == "signal_max":
         out = [x / m if x.size and (m := float(np.max(np.abs(x)))) > 0 else x for x in out]
+    if params.soft_clip is not None:  # bounded input whatever the pulse size: c * tanh(x / c)
+        c = params.soft_clip
+        out = [c * np.tanh(x / c) for x in out]
     pre = [x.astype(np.float32) for x in out]
     valid = np.array(
         [x.size > 0 and float(np.max(np.abs(x))) > params.valid_threshold for x in pre], dtype=bool

@@ -173,3 +173,14 @@ def test_signal_mad_normalisation_measures_pulses_against_noise() -> None:
     assert np.std(q) == pytest.approx(0.1, rel=0.1)
     (flat,), _ = preprocess_batch([np.zeros(100)], params)
     assert not np.any(flat)  # no division by zero on a flat signal
+
+
+def test_soft_clip_bounds_the_input_smoothly() -> None:
+    x = np.linspace(-100, 100, 2001)
+    params = DEFAULT_PARAMS.replace(normalisation="none", highpass_wn=None, soft_clip=3.0)
+    (y,), _ = preprocess_batch([x], params)
+    assert np.max(np.abs(y)) <= 3.0 + 1e-6
+    assert np.all(np.diff(y) >= 0) and np.all(np.sign(y) == np.sign(x))  # order and sign kept
+    assert np.all(np.diff(y[np.abs(x) < 15]) > 0)  # strictly, until float32 saturates
+    small = np.abs(x) < 0.3
+    np.testing.assert_allclose(y[small], x[small], atol=3e-3)  # ~linear near zero
