@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from gateway.dsp.processing import NORMALISATIONS
 from gateway.errors import InvalidInput, SignalTooLarge, UnsupportedMediaType
 
 JSON_TYPES = ("application/json",)
 NPY_TYPES = ("application/x-npy", "application/npy")
 RAW_TYPES = ("application/octet-stream",)
-_NORMALISATIONS = ("batch_max", "signal_max", "none")
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,8 @@ def parse_options(raw: Mapping[str, Any]) -> DetectOptions:
             raise InvalidInput(f"'threshold' must be in (0, 1), got {raw['threshold']!r}")
         opts["threshold"] = t
     if raw.get("normalisation") is not None:
-        if raw["normalisation"] not in _NORMALISATIONS:
-            raise InvalidInput(f"'normalisation' must be one of {', '.join(_NORMALISATIONS)}")
+        if raw["normalisation"] not in NORMALISATIONS:
+            raise InvalidInput(f"'normalisation' must be one of {', '.join(NORMALISATIONS)}")
         opts["normalisation"] = raw["normalisation"]
     if raw.get("include_probability") is not None:
         flag = raw["include_probability"]

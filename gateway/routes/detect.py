@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from gateway.auth import require_inference
 from gateway.decoding import Limits, decode_detect
 from gateway.deps import InferenceDep, SettingsDep
+from gateway.dsp.processing import NORMALISATIONS
 from gateway.errors import SignalTooLarge
 
 router = APIRouter(tags=["inference"])
@@ -28,10 +29,11 @@ _BODY_DOC = {
                         "sampling_rate_hz": {"type": "number"},
                         "power_frequency_hz": {"type": "number", "default": 50},
                         "threshold": {"type": "number"},
-                        "normalisation": {"type": "string", "enum": ["batch_max", "signal_max", "none"]},
+                        "normalisation": {"type": "string", "enum": list(NORMALISATIONS)},
                         "model": {"type": "string"},
                         "version": {"type": "string"},
                         "include_probability": {"type": "boolean"},
+                        "profile": {"type": "string", "enum": ["model", "seed"], "default": "model"},
                     },
                 }
             },
