@@ -30,6 +30,7 @@ from export.model import ProbabilityModel, UNet1D, load_checkpoint
 from gateway import repository
 from gateway.dsp import processing as proc
 from gateway.dsp.simulator import dataset_item
+from gateway.model_card import model_card
 
 PARITY_BATCH_SIZES = (1, 4, 16)
 SEED_SOURCE = "seed 000 (PD Inference API) best_model.pth"
@@ -190,7 +191,7 @@ def export_checkpoint(
     worst = max(parity.values())
     if not worst <= parity_tol:  # also catches NaN
         raise ParityError(f"ONNX/PyTorch max abs diff {worst:.3g} > tolerance {parity_tol:g}: {parity}")
-    card = repository.model_card(
+    card = model_card(
         name=name,
         window=win,
         total_parameters=meta["total_parameters"],

@@ -13,6 +13,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from gateway import repository as repo
 from gateway.dsp.processing import ProcessingParams
 from gateway.errors import Conflict, VersionNotFound
+from gateway.model_card import model_card
 from gateway.services.validation import ValidationReport
 
 States = Mapping[int, tuple[str, str]]  # version -> (Triton state, one-line reason)
@@ -92,7 +93,7 @@ def listing(name: str, states: States, config: mc.ModelConfig | None, disk: Sequ
 
 def default_card(name: str, params: ProcessingParams, report: ValidationReport) -> dict[str, Any]:
     """The card of an upload that came without one: what validation learned, and where it came from."""
-    card = repo.model_card(
+    card = model_card(
         name=name,
         window=params.window,
         total_parameters=report.total_parameters,

@@ -13,12 +13,13 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from gateway import repository as r
 from gateway.dsp.processing import DEFAULT_PARAMS, SEED_PARAMS
+from gateway.model_card import model_card
 
 ONNX = b"not really onnx, the writer does not parse it"
 
 
 def _card() -> dict:
-    return r.model_card(
+    return model_card(
         name="pd_unet1d",
         window=1024,
         total_parameters=12_130_242,
