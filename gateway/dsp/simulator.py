@@ -22,8 +22,16 @@ from typing import Any
 
 import numpy as np
 
-SUPPORT_FRACTION = 0.05  # pulse support: |waveform| > this fraction of |peak|
-_TAIL = 1e-3  # waveforms end where the envelope falls below this fraction of the peak
+from gateway.dsp.waveforms import (
+    REF_POWER_RATIO,
+    is_free,
+    log_uniform,
+    pair_waveform,
+    pd_waveform,
+    support,
+    train_waveform,
+)
+
 PD_GAP = 2  # empty samples kept between two PD waveforms
 INTERFERENCE_MARGIN = 16  # samples kept between interference and PD waveforms, so labels stay clean
 VSB_FS_HZ = 40e6  # VSB: 800,000 samples per 20 ms
@@ -33,70 +41,6 @@ INTERFERENCE_KINDS = ("spectral", "pair", "train")
 PD_PHASE_WINDOWS: tuple[tuple[float, float], ...] = ((0.0, 90.0), (180.0, 270.0))
 #: What SimulatedSignal.kinds can contain.
 KINDS = ("pd", "white", *INTERFERENCE_KINDS)
-
-
-def _damped(tau1: float, tau2: float, fc: float, onset: float) -> tuple[np.ndarray, int]:
-    """(e^(-t/tau1) - e^(-t/tau2)) [* sin(2 pi fc t)] from a sub-sample onset; wave[k] = +1 = max|wave|."""
-    length = math.ceil(onset + tau1 * math.log(1.0 / _TAIL)) + 2
-    t = np.arange(length) - onset
-    tt = np.maximum(t, 0.0)
-    wave = np.where(t >= 0, np.exp(-tt / tau1) - np.exp(-tt / tau2), 0.0)
-    if fc > 0:
-        wave = wave * np.sin(2.0 * np.pi * fc * tt)
-    k = int(np.argmax(np.abs(wave)))
-    return wave / wave[k], k
-
-
-def _support(wave: np.ndarray) -> tuple[int, int]:
-    idx = np.flatnonzero(np.abs(wave) > SUPPORT_FRACTION * np.max(np.abs(wave)))
-    return int(idx[0]), int(idx[-1]) + 1
-
-
-def _is_free(a: int, b: int, taken: list[tuple[int, int]], gap: int) -> bool:
-    return all(b + gap <= s or a >= e + gap for s, e in taken)
-
-
-def _pd_waveform(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, int]:
-    """Unit PD pulse, tau in samples: supports of a few to a few tens of samples."""
-    if kind == "osc":
-        tau1 = _log_uniform(rng, 2.0, 25.0)
-        return _damped(tau1, tau1 * rng.uniform(0.05, 0.3), rng.uniform(0.02, 0.25), rng.random())
-    tau1 = _log_uniform(rng, 1.0, 15.0)
-    return _damped(tau1, tau1 * rng.uniform(0.08, 0.45), 0.0, rng.random())
-
-
-def _short_pulse(rng: np.random.Generator, max_tau: float) -> tuple[np.ndarray, int]:
-    tau1 = _log_uniform(rng, 0.5, max_tau)
-    return _damped(tau1, tau1 * rng.uniform(0.1, 0.4), 0.0, rng.random())
-
-
-def _pair_waveform(rng: np.random.Generator, amp: float) -> np.ndarray:
-    """A pulse followed within a few samples by its slightly smaller inverted twin."""
-    wave, k = _short_pulse(rng, 2.0)  # fast decay, so the twin is not swamped by the first tail
-    delay = k + int(rng.integers(1, 5))
-    out = np.zeros(wave.size + delay)
-    out[: wave.size] += wave
-    out[delay:] -= rng.uniform(0.8, 1.0) * wave
-    return amp * rng.choice([-1.0, 1.0]) * out
-
-
-def _train_waveform(rng: np.random.Generator, amp: float) -> np.ndarray:
-    """3-8 identical pulses at a regular spacing."""
-    wave, k = _short_pulse(rng, 4.0)
-    count, spacing = int(rng.integers(3, 9)), int(rng.integers(k + 4, 60))
-    out = np.zeros(spacing * (count - 1) + wave.size)
-    for i in range(count):
-        out[i * spacing : i * spacing + wave.size] += wave
-    return amp * rng.choice([-1.0, 1.0]) * out
-
-
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-
-_REF_WAVE = _damped(4.0, 1.0, 0.0, 0.5)[0]
-#: Mean pulse^2 over the support of a typical unit-peak pulse: the SNR reference when a signal has no PD.
-REF_POWER_RATIO = float(np.mean(_REF_WAVE[slice(*_support(_REF_WAVE))] ** 2))
 
 
 @dataclass(frozen=True)
@@ -239,13 +183,13 @@ def _place_pd(rng: np.random.Generator, cfg: SimConfig, pd: np.ndarray) -> tuple
     ci = 0
     for _ in range(cfg.n_pd):
         kind = "osc" if rng.random() < cfg.osc_fraction else "exp"
-        wave, k = _pd_waveform(rng, kind)
+        wave, k = pd_waveform(rng, kind)
         mag = cfg.pd_amplitude * float(np.clip(rng.lognormal(0.0, 0.35), 0.3, 3.0))
         a = None
         for peak in cand[ci : ci + 40]:
             ci += 1
             start = int(peak) - k
-            if start >= 0 and start + wave.size <= n and _is_free(start, start + wave.size, extents, PD_GAP):
+            if start >= 0 and start + wave.size <= n and is_free(start, start + wave.size, extents, PD_GAP):
                 a = start
                 break
         if a is None:
@@ -255,7 +199,7 @@ def _place_pd(rng: np.random.Generator, cfg: SimConfig, pd: np.ndarray) -> tuple
         same = rng.random() < cfg.polarity_bias
         sign = (1.0 if theta_p < 180.0 else -1.0) * (1.0 if same else -1.0)
         pd[a:b] += sign * mag * wave
-        lo, hi = _support(wave)
+        lo, hi = support(wave)
         pulses.append(Pulse(a + lo, a + hi, peak, float(sign * mag), kind, theta_p))
         extents.append((a, b))
     return pulses, extents
@@ -271,18 +215,18 @@ def _place_interference(
     jobs = ["pair"] * cfg.pair_count + ["train"] * cfg.train_count
     for kind in jobs:
         if kind == "pair":
-            wave = _pair_waveform(rng, cfg.pd_amplitude * rng.uniform(2.0, 10.0))
+            wave = pair_waveform(rng, cfg.pd_amplitude * rng.uniform(2.0, 10.0))
         else:
-            wave = _train_waveform(rng, cfg.pd_amplitude * rng.uniform(1.5, 6.0))
+            wave = train_waveform(rng, cfg.pd_amplitude * rng.uniform(1.5, 6.0))
         if wave.size > n:
             continue
         starts = rng.integers(0, n - wave.size + 1, size=30)
         for a in starts:
             a = int(a)
             b = a + wave.size
-            if _is_free(a, b, pd_extents, INTERFERENCE_MARGIN) and _is_free(a, b, placed, 4):
+            if is_free(a, b, pd_extents, INTERFERENCE_MARGIN) and is_free(a, b, placed, 4):
                 out[a:b] += wave
-                lo, hi = _support(wave)
+                lo, hi = support(wave)
                 events.append(Interference(a + lo, a + hi, kind))
                 placed.append((a, b))
                 break
@@ -360,7 +304,7 @@ def random_config(
         n = n_samples or 7920
         style, p_white, snr_range = "seed", 0.5, (5.0, 35.0)
     else:
-        spc = samples_per_cycle or _log_uniform(rng, 500.0, 1e6)
+        spc = samples_per_cycle or log_uniform(rng, 500.0, 1e6)
         n = n_samples or int(rng.integers(4096, 32769))
         style = str(rng.choice(["int8", "seed", "free", "free"]))
         p_white, snr_range = 0.95, (-5.0, 25.0)
@@ -368,7 +312,7 @@ def random_config(
         ac_amp, pd_amp, quantize = rng.uniform(10.0, 40.0), rng.uniform(5.0, 30.0), True
     elif style == "seed":
         ac_amp = rng.uniform(6.8e5, 7.6e5)
-        pd_amp = ac_amp * _log_uniform(rng, 0.01, 0.6)  # the seed's own spikes reach ~60 % of the AC
+        pd_amp = ac_amp * log_uniform(rng, 0.01, 0.6)  # the seed's own spikes reach ~60 % of the AC
     else:
         ac_amp = 10.0 ** rng.uniform(-2.0, 6.0)
         pd_amp = ac_amp * 10.0 ** rng.uniform(-2.3, 0.3)

@@ -1,0 +1,78 @@
+"""Pulse shapes for the simulator: PD pulses (damped exponential / damped oscillatory) and the non-PD
+interference a threshold detector mistakes for PD (opposite-polarity pairs, pulse trains).
+
+Every shape is a unit-peak numpy array; times are in samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SUPPORT_FRACTION = 0.05  # pulse support: |waveform| > this fraction of |peak|
+_TAIL = 1e-3  # waveforms end where the envelope falls below this fraction of the peak
+
+
+def damped(tau1: float, tau2: float, fc: float, onset: float) -> tuple[np.ndarray, int]:
+    """(e^(-t/tau1) - e^(-t/tau2)) [* sin(2 pi fc t)] from a sub-sample onset; wave[k] = +1 = max|wave|."""
+    length = math.ceil(onset + tau1 * math.log(1.0 / _TAIL)) + 2
+    t = np.arange(length) - onset
+    tt = np.maximum(t, 0.0)
+    wave = np.where(t >= 0, np.exp(-tt / tau1) - np.exp(-tt / tau2), 0.0)
+    if fc > 0:
+        wave = wave * np.sin(2.0 * np.pi * fc * tt)
+    k = int(np.argmax(np.abs(wave)))
+    return wave / wave[k], k
+
+
+def support(wave: np.ndarray) -> tuple[int, int]:
+    idx = np.flatnonzero(np.abs(wave) > SUPPORT_FRACTION * np.max(np.abs(wave)))
+    return int(idx[0]), int(idx[-1]) + 1
+
+
+def is_free(a: int, b: int, taken: list[tuple[int, int]], gap: int) -> bool:
+    return all(b + gap <= s or a >= e + gap for s, e in taken)
+
+
+def pd_waveform(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, int]:
+    """Unit PD pulse, tau in samples: supports of a few to a few tens of samples."""
+    if kind == "osc":
+        tau1 = log_uniform(rng, 2.0, 25.0)
+        return damped(tau1, tau1 * rng.uniform(0.05, 0.3), rng.uniform(0.02, 0.25), rng.random())
+    tau1 = log_uniform(rng, 1.0, 15.0)
+    return damped(tau1, tau1 * rng.uniform(0.08, 0.45), 0.0, rng.random())
+
+
+def _short_pulse(rng: np.random.Generator, max_tau: float) -> tuple[np.ndarray, int]:
+    tau1 = log_uniform(rng, 0.5, max_tau)
+    return damped(tau1, tau1 * rng.uniform(0.1, 0.4), 0.0, rng.random())
+
+
+def pair_waveform(rng: np.random.Generator, amp: float) -> np.ndarray:
+    """A pulse followed within a few samples by its slightly smaller inverted twin."""
+    wave, k = _short_pulse(rng, 2.0)  # fast decay, so the twin is not swamped by the first tail
+    delay = k + int(rng.integers(1, 5))
+    out = np.zeros(wave.size + delay)
+    out[: wave.size] += wave
+    out[delay:] -= rng.uniform(0.8, 1.0) * wave
+    return amp * rng.choice([-1.0, 1.0]) * out
+
+
+def train_waveform(rng: np.random.Generator, amp: float) -> np.ndarray:
+    """3-8 identical pulses at a regular spacing."""
+    wave, k = _short_pulse(rng, 4.0)
+    count, spacing = int(rng.integers(3, 9)), int(rng.integers(k + 4, 60))
+    out = np.zeros(spacing * (count - 1) + wave.size)
+    for i in range(count):
+        out[i * spacing : i * spacing + wave.size] += wave
+    return amp * rng.choice([-1.0, 1.0]) * out
+
+
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+_REF_WAVE = damped(4.0, 1.0, 0.0, 0.5)[0]
+#: Mean pulse^2 over the support of a typical unit-peak pulse: the SNR reference when a signal has no PD.
+REF_POWER_RATIO = float(np.mean(_REF_WAVE[slice(*support(_REF_WAVE))] ** 2))
