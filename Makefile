@@ -9,7 +9,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -e .
+	$(PIP) install -e ".[embedded]"
 	touch $@
 
 # torch comes first and pinned: 2.13.0 is the CPU build; a looser pin would pull a multi-GB CUDA build.

@@ -17,7 +17,8 @@ WORKDIR /src
 # README.m[d]: the glob lets the build work before the README exists (pyproject names it).
 COPY pyproject.toml README.m[d] ./
 COPY gateway ./gateway
-# A non-editable install of the base dependencies only: no `train` extra, so no torch.
+# A non-editable install of the base dependencies only: no `train` extra (so no torch) and no `embedded`
+# extra (the image talks to NVIDIA's Triton container, so it needs no Triton binary of its own).
 RUN pip install --upgrade pip \
     && pip install . \
     && python -c "import importlib.util as u, sys; sys.exit('torch must not be in the gateway image' if u.find_spec('torch') else 0)" \

@@ -48,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         try:
             triton.start(wait=True)
-        except EmbeddedTritonError as e:
+        except (EmbeddedTritonError, FileNotFoundError) as e:  # a failed start, or no nvidia-pytriton
             log.error("embedded_triton_failed", error=str(e))
             triton.close()
             return 1
