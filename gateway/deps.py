@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.cache import MetadataCache
 from gateway.services.inference import InferenceService
 from gateway.services.management import ModelManager
 from gateway.services.models import ModelRegistry
@@ -29,6 +30,10 @@ def _registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
+def _cache(request: Request) -> MetadataCache:
+    return request.app.state.cache
+
+
 def _manager(request: Request) -> ModelManager:
     return request.app.state.manager
 
@@ -38,3 +43,4 @@ TritonDep = Annotated[TritonClient, Depends(_triton)]
 InferenceDep = Annotated[InferenceService, Depends(_inference)]
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
 ManagerDep = Annotated[ModelManager, Depends(_manager)]
+CacheDep = Annotated[MetadataCache, Depends(_cache)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from gateway import __version__
-from gateway.deps import RegistryDep, SettingsDep, TritonDep
+from gateway.deps import CacheDep, RegistryDep, SettingsDep, TritonDep
 from gateway.errors import GatewayError
 from gateway.metrics import latest_metrics
 
@@ -50,11 +50,22 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(settings: SettingsDep, triton: TritonDep) -> JSONResponse:
-    """Readiness: Triton answers and the default model is ready (asked each time, not cached)."""
+async def readyz(settings: SettingsDep, triton: TritonDep, cache: CacheDep) -> JSONResponse:
+    """Readiness: Triton answers and the default model is ready (asked each time, not cached).
+
+    Redis is reported but never gates readiness: without it requests still succeed.
+    """
     live = await triton.is_live()
     ready = live and await triton.is_model_ready(settings.DEFAULT_MODEL)
-    body = {"status": "ready" if ready else "not_ready", "triton_live": live, "model_ready": ready}
+    redis = (
+        "disabled" if not cache.redis_enabled else "connected" if cache.listener_connected else "disconnected"
+    )
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "triton_live": live,
+        "model_ready": ready,
+        "redis": redis,
+    }
     return JSONResponse(
         body, status_code=200 if ready else 503, headers=None if ready else {"Retry-After": "5"}
     )

@@ -24,12 +24,20 @@ def test_requests_survive_redis_dying(triton: EmbeddedTriton, private_redis, mod
     settings = make_settings(triton.grpc_url, private_redis.url, model_repo, LOCAL_CACHE_TTL_S=0.05)
     with TestClient(create_app(settings)) as c:
         assert c.post("/v1/detect", json=SIGNAL).status_code == 200
+        assert c.get("/readyz").json()["redis"] == "connected"
         private_redis.stop()
         for _ in range(5):
             time.sleep(0.06)
             resp = c.post("/v1/detect", json=SIGNAL)
             assert resp.status_code == 200, resp.text
         assert "pdgw_cache_redis_errors_total" in c.get("/metrics").text
+        # Redis is reported (once the listener notices the closed connection), never a reason to stop
+        # taking traffic.
+        deadline = time.monotonic() + 10
+        while (ready := c.get("/readyz")).json()["redis"] != "disconnected":
+            assert ready.status_code == 200 and time.monotonic() < deadline
+            time.sleep(0.1)
+        assert ready.status_code == 200
         private_redis.start()
         time.sleep(0.06)
         assert c.post("/v1/detect", json=SIGNAL).status_code == 200
