@@ -16,13 +16,13 @@ from starlette.datastructures import UploadFile
 from gateway.auth import OperatorKey, require_inference
 from gateway.deps import ManagerDep, SettingsDep, TritonDep
 from gateway.errors import InvalidInput, SignalTooLarge, UnsupportedMediaType
+from gateway.services.model_status import reason_line
 
 router = APIRouter(tags=["models"])
 admin = APIRouter(tags=["model management"])
 
 _UPLOAD_FIELDS = {"model", "processing", "card", "version", "load"}
 _MAX_JSON_FIELD_BYTES = 1024 * 1024
-_MAX_REASON_CHARS = 300
 
 
 class VersionsBody(BaseModel):
@@ -63,13 +63,11 @@ async def list_models(triton: TritonDep, settings: SettingsDep) -> dict[str, Any
             name, {"name": name, "default": name == settings.DEFAULT_MODEL, "versions": []}
         )
         if row.get("version"):
-            reason = str(row.get("reason") or "").strip()
             entry["versions"].append(
                 {
                     "version": row["version"],
                     "state": row.get("state", "UNKNOWN"),
-                    # Triton's reasons carry the backend's stack trace: the first line is the reason.
-                    "reason": reason.splitlines()[0][:_MAX_REASON_CHARS] if reason else "",
+                    "reason": reason_line(row.get("reason")),
                 }
             )
         elif row.get("state"):
