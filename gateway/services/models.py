@@ -14,6 +14,7 @@ from gateway.cache import MetadataCache
 from gateway.dsp.processing import ProcessingParams
 from gateway.errors import ModelNotFound, UpstreamError, UpstreamUnavailable, VersionNotFound
 from gateway.repository import processing_key
+from gateway.services.model_status import states_from_index
 from gateway.triton_client import TritonClient
 
 
@@ -46,14 +47,10 @@ class ModelRegistry:
         return await self._cache.get_or_load(name, lambda: self._load(name))
 
     async def _load(self, name: str) -> dict[str, Any]:
-        index = await self._triton.repository_index()
-        versions = {
-            str(row.get("version", "")): str(row.get("state", "UNKNOWN"))
-            for row in index
-            if row.get("name") == name and row.get("version")
-        }
-        if not any(row.get("name") == name for row in index):
+        states = states_from_index(await self._triton.repository_index(), name)
+        if states is None:
             raise ModelNotFound(f"model {name!r} is not in the model repository")
+        versions = {str(v): state for v, (state, _) in states.items()}
         config = None
         if "READY" in versions.values():
             config = await self._triton.model_config(name)
