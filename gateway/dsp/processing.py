@@ -39,6 +39,9 @@ class ProcessingParams:
         noise level (median absolute deviation / 0.6745), so pulses are measured against the noise and a
         large interference burst does not shrink them; "none" leaves the scale alone.
     soft_clip: after normalising, c * tanh(x / c) bounds the input smoothly (None = off).
+    max_input: after normalising, a signal whose max |x| exceeds this is scaled down to it, linearly, so
+        pulse shapes survive (None = off). With "signal_mad" it keeps clean signals, whose noise level is
+        near 0, from becoming huge inputs.
     valid_threshold: a signal is valid when max |preprocessed| > this; invalid signals are not inferred.
     threshold: probability above which a sample belongs to a PD region.
     min_region_peak: drop regions whose signed max of the preprocessed signal is below this (None = keep).
@@ -55,6 +58,7 @@ class ProcessingParams:
     normalisation: Normalisation = "batch_max"
     mad_scale: float = 10.0
     soft_clip: float | None = None
+    max_input: float | None = None
     valid_threshold: float = 0.1
     threshold: float = 0.5
     min_region_peak: float | None = None
@@ -78,6 +82,8 @@ class ProcessingParams:
             problems.append("clip must be > 0 or null")
         if self.soft_clip is not None and not self.soft_clip > 0:
             problems.append("soft_clip must be > 0 or null")
+        if self.max_input is not None and not self.max_input > 0:
+            problems.append("max_input must be > 0 or null")
         if not self.mad_scale > 0:
             problems.append("mad_scale must be > 0")
         if self.normalisation not in NORMALISATIONS:
@@ -170,6 +176,9 @@ def preprocess_batch(
         out = [x / _robust_scale(x, params.mad_scale) for x in out]
     elif params.normalisation == "signal_max":
         out = [x / m if x.size and (m := float(np.max(np.abs(x)))) > 0 else x for x in out]
+    if params.max_input is not None:
+        cap = params.max_input
+        out = [x * (cap / m) if x.size and (m := float(np.max(np.abs(x)))) > cap else x for x in out]
     if params.soft_clip is not None:  # bounded input whatever the pulse size: c * tanh(x / c)
         c = params.soft_clip
         out = [c * np.tanh(x / c) for x in out]

@@ -184,3 +184,20 @@ def test_soft_clip_bounds_the_input_smoothly() -> None:
     assert np.all(np.diff(y[np.abs(x) < 15]) > 0)  # strictly, until float32 saturates
     small = np.abs(x) < 0.3
     np.testing.assert_allclose(y[small], x[small], atol=3e-3)  # ~linear near zero
+
+
+def test_max_input_scales_down_linearly_and_keeps_shape() -> None:
+    rng = np.random.default_rng(4)
+    noisy = rng.normal(0, 1.0, 8000)
+    noisy[4000] += 30.0
+    clean = rng.normal(0, 1e-9, 8000)  # almost no noise: it would otherwise become a huge input
+    clean[4000:4003] = [1e-3, 5e-4, 2e-4]
+    params = DEFAULT_PARAMS.replace(
+        normalisation="signal_mad", highpass_wn=None, mad_scale=4.0, max_input=20.0
+    )
+    (n, c), _ = preprocess_batch([noisy, clean], params)
+    assert n[4000] == pytest.approx(30.0 / 4.0, rel=0.1)  # below the cap: measured against the noise
+    assert np.max(np.abs(c)) == pytest.approx(20.0)  # capped, and linearly: the pulse keeps its shape
+    np.testing.assert_allclose(c[4000:4003] / c[4000], [1.0, 0.5, 0.2], rtol=1e-4)
+    with pytest.raises(ValueError, match="max_input"):
+        DEFAULT_PARAMS.replace(max_input=0.0)
