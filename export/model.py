@@ -59,6 +59,11 @@ class UNet1D(nn.Module):
     """Sample-wise PD segmentation; `forward` returns logits (N, out_channels, L).
 
     dilations default to the seed's (1, 2, 4, 8) for four levels, else 1, 2, 4, ...
+    stem_kernel/stem_channels: an optional front end (not in the seed) of `stem_channels` long
+    `stem_kernel`-tap filters + BatchNorm + ReLU at full resolution, before the first encoder block. A
+    weak pulse is only separable from white noise by integrating it over its whole length (a matched
+    filter); 3-tap convolutions followed by max-pooling cannot do that before their first nonlinearity.
+    0 = off, which keeps the seed's state-dict keys.
     """
 
     def __init__(
@@ -67,15 +72,33 @@ class UNet1D(nn.Module):
         out_channels: int = 1,
         widths: Sequence[int] = SEED_WIDTHS,
         dilations: Sequence[int] | None = None,
+        stem_kernel: int = 0,
+        stem_channels: int = 0,
     ) -> None:
         super().__init__()
+        if (
+            stem_kernel < 0
+            or (stem_kernel > 0) != (stem_channels > 0)
+            or (stem_kernel and stem_kernel % 2 == 0)
+        ):
+            raise ValueError("stem_kernel (odd) and stem_channels must both be > 0, or both 0")
         dilations = _default_dilations(len(widths)) if dilations is None else dilations
         if len(widths) != len(dilations) or not widths:
             raise ValueError("widths and dilations must be non-empty and of equal length")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.widths, self.dilations = tuple(int(w) for w in widths), tuple(int(d) for d in dilations)
-        self.downs = nn.ModuleList()
+        self.stem_kernel, self.stem_channels = int(stem_kernel), int(stem_channels)
         ch = in_channels
+        if self.stem_kernel:
+            self.stem = nn.Sequential(
+                nn.Conv1d(
+                    ch, self.stem_channels, self.stem_kernel, padding=self.stem_kernel // 2, bias=False
+                ),
+                nn.BatchNorm1d(self.stem_channels),
+                nn.ReLU(inplace=True),
+            )
+            ch = self.stem_channels
+        self.downs = nn.ModuleList()
         for width, dilation in zip(self.widths, self.dilations, strict=True):
             self.downs.append(DoubleConv(ch, width, dilation))
             ch = width
@@ -94,6 +117,8 @@ class UNet1D(nn.Module):
         return 2 ** len(self.widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem_kernel:
+            x = self.stem(x)
         skips = []
         for down in self.downs:
             x = down(x)
@@ -133,10 +158,14 @@ def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]
         widths.append(int(state_dict[key].shape[0]))
     if not widths or "final_conv.weight" not in state_dict:
         raise ValueError("not a UNet1D state_dict: no downs.*.conv.0.weight / final_conv.weight")
+    stem = state_dict.get("stem.0.weight")
+    first = stem if stem is not None else state_dict["downs.0.conv.0.weight"]
     return {
-        "in_channels": int(state_dict["downs.0.conv.0.weight"].shape[1]),
+        "in_channels": int(first.shape[1]),
         "out_channels": int(state_dict["final_conv.weight"].shape[0]),
         "widths": tuple(widths),
+        "stem_kernel": int(stem.shape[2]) if stem is not None else 0,
+        "stem_channels": int(stem.shape[0]) if stem is not None else 0,
     }
 
 
@@ -174,7 +203,14 @@ def load_checkpoint(path: str | Path) -> tuple[UNet1D, dict[str, Any]]:
             f"{path}: stored widths {tuple(stored)} disagree with tensor shapes {arch['widths']}"
         )
     dilations = tuple(meta.get("dilations") or _default_dilations(len(arch["widths"])))
-    model = UNet1D(arch["in_channels"], arch["out_channels"], arch["widths"], dilations)
+    model = UNet1D(
+        arch["in_channels"],
+        arch["out_channels"],
+        arch["widths"],
+        dilations,
+        stem_kernel=arch["stem_kernel"],
+        stem_channels=arch["stem_channels"],
+    )
     model.load_state_dict(state, strict=True)
     model.eval()
     meta.update(arch, dilations=dilations, total_parameters=count_parameters(model))
@@ -195,6 +231,8 @@ def save_checkpoint(
         "out_channels": model.out_channels,
         "widths": list(model.widths),
         "dilations": list(model.dilations),
+        "stem_kernel": model.stem_kernel,
+        "stem_channels": model.stem_channels,
         "processing": dict(processing) if processing is not None else None,
         **extra,
     }

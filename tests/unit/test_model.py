@@ -133,3 +133,18 @@ def test_load_is_strict(tmp_path: Path, change: str) -> None:
 def test_infer_architecture_rejects_other_models() -> None:
     with pytest.raises(ValueError, match="not a UNet1D"):
         infer_architecture({"fc.weight": torch.zeros(2, 2)})
+
+
+def test_optional_stem_round_trips_and_leaves_seed_keys_alone(tmp_path: Path) -> None:
+    model = UNet1D(**SMALL, stem_kernel=9, stem_channels=6).eval()
+    assert model.stem[0].weight.shape == (6, 1, 9)
+    assert not any(k.startswith("stem.") for k in UNet1D(**SMALL).state_dict())
+    save_checkpoint(tmp_path / "stem.pt", model)
+    loaded, meta = load_checkpoint(tmp_path / "stem.pt")
+    assert (meta["stem_kernel"], meta["stem_channels"]) == (9, 6)
+    x = torch.randn(2, 1, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    for kernel, channels in [(8, 4), (9, 0), (0, 4)]:
+        with pytest.raises(ValueError, match="stem"):
+            UNet1D(**SMALL, stem_kernel=kernel, stem_channels=channels)
