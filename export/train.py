@@ -43,38 +43,55 @@ class Item:
     x: np.ndarray
     mask: np.ndarray
     centres: np.ndarray
+    snr_db: float | None = None
 
 
-def training_item(seed: int, index: int, params: ProcessingParams) -> Item:
+@dataclass(frozen=True)
+class LowSnr:
+    """Oversample hard signals: `fraction` of training signals get white noise at an SNR in `db`."""
+
+    fraction: float = 0.0
+    db: tuple[float, float] = (-3.0, 12.0)
+
+
+def training_item(seed: int, index: int, params: ProcessingParams, low_snr: LowSnr = LowSnr()) -> Item:
     """Signal `index` of training stream `seed`: regime, length and AC speed drawn per item."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
     u = rng.random()
     n = int(rng.integers(8192, 32769))
+    snr = None  # drawn by random_config, unless this item is one of the oversampled low-SNR ones
+    if low_snr.fraction > 0 and rng.random() < low_snr.fraction:
+        snr = float(rng.uniform(*low_snr.db))
     if u < 0.2:  # seed-like: the seed's ~3,300-sample AC period and its scale
-        cfg = random_config(rng, regime="seed", n_samples=n)
+        cfg = random_config(rng, regime="seed", n_samples=n, snr_db=snr)
     elif u < 0.35:  # a VSB-like slice: int8, 40 MS/s, 800,000 samples per cycle
-        cfg = random_config(rng, regime="vsb", n_samples=n)
+        cfg = random_config(rng, regime="vsb", n_samples=n, snr_db=snr)
     else:
         spc = math.exp(rng.uniform(math.log(MIN_SAMPLES_PER_CYCLE), math.log(1e6)))
-        cfg = random_config(rng, regime="mixed", n_samples=n, samples_per_cycle=spc)
+        cfg = random_config(rng, regime="mixed", n_samples=n, samples_per_cycle=spc, snr_db=snr)
     sim = simulate(cfg, int(rng.integers(0, 2**63 - 1)))
     pre, _ = preprocess_batch([sim.signal], params)
     centres = [(p.start + p.end) // 2 for p in sim.pulses] + [
         (i.start + i.end) // 2 for i in sim.interference
     ]
-    return Item(pre[0], sim.mask, np.asarray(centres, dtype=np.int64))
+    return Item(pre[0], sim.mask, np.asarray(centres, dtype=np.int64), cfg.snr_db)
 
 
 class Pool:
     """Signals [r*refresh_count, r*refresh_count + size) at refresh round r; items are cached by index."""
 
-    def __init__(self, seed: int, params: ProcessingParams, size: int, refresh_count: int) -> None:
+    def __init__(
+        self, seed: int, params: ProcessingParams, size: int, refresh_count: int, low_snr: LowSnr = LowSnr()
+    ) -> None:
         self.seed, self.params, self.size, self.refresh_count = seed, params, size, refresh_count
+        self.low_snr = low_snr
         self.items: dict[int, Item] = {}
 
     def at_round(self, r: int) -> list[Item]:
         wanted = range(r * self.refresh_count, r * self.refresh_count + self.size)
-        self.items = {i: self.items.get(i) or training_item(self.seed, i, self.params) for i in wanted}
+        self.items = {
+            i: self.items.get(i) or training_item(self.seed, i, self.params, self.low_snr) for i in wanted
+        }
         return list(self.items.values())
 
 
@@ -111,6 +128,10 @@ def loss_fn(
 
 def _parse_ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
+
+
+def _parse_floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
 
 
 def _processing(args: argparse.Namespace) -> ProcessingParams:
@@ -153,7 +174,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    model = UNet1D(1, 1, args.widths, args.dilations)
+    model = UNet1D(
+        1,
+        1,
+        args.widths,
+        args.dilations,
+        stem_kernel=getattr(args, "stem_kernel", 0),
+        stem_channels=getattr(args, "stem_channels", 0),
+    )
     if params.window % model.min_length:
         raise ValueError(f"window {params.window} must be a multiple of {model.min_length}")
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -171,7 +199,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         for k, v in vars(args).items()
         if k not in ("resume", "resumed_argv", "time_limit_s", "stop_after")
     }
-    pool = Pool(args.seed, params, args.pool, args.refresh_count)
+    low_snr = LowSnr(getattr(args, "low_snr_fraction", 0.0), tuple(getattr(args, "low_snr_db", (-3.0, 12.0))))
+    pool = Pool(args.seed, params, args.pool, args.refresh_count, low_snr)
     t0, losses, start_step = time.monotonic(), [], step
     items = pool.at_round(step // args.refresh)
 
@@ -241,6 +270,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, train_args.json)")
     p.add_argument("--widths", type=_parse_ints, default=(16, 32, 64, 128))
     p.add_argument("--dilations", type=_parse_ints, default=(1, 2, 4, 8))
+    p.add_argument("--stem-kernel", type=int, default=0, help="taps of the optional long-filter front end")
+    p.add_argument("--stem-channels", type=int, default=0, help="filters in that front end (0 = no stem)")
     p.add_argument("--steps", type=int, default=None, help="total steps (default 3000)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3, help="OneCycle peak learning rate")
@@ -248,6 +279,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pos-weight", type=float, default=3.0, help="BCE weight of PD samples")
     p.add_argument("--dice-weight", type=float, default=1.0)
     p.add_argument("--event-fraction", type=float, default=0.65, help="windows centred on a pulse")
+    p.add_argument("--low-snr-fraction", type=float, default=0.0, help="share of low-SNR signals")
+    p.add_argument("--low-snr-db", type=_parse_floats, default=(-3.0, 12.0), help="low SNR range, dB: lo,hi")
     p.add_argument("--pool", type=int, default=96, help="signals held in memory")
     p.add_argument("--refresh", type=int, default=25, help="steps between pool refreshes")
     p.add_argument("--refresh-count", type=int, default=12, help="signals replaced per refresh")

@@ -65,3 +65,20 @@ def test_batches_are_biased_towards_pulses() -> None:
 def test_unknown_processing_override_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         _run(tmp_path / "bad", "--set", "no_such_param=1")
+
+
+def test_low_snr_oversampling_draws_noisy_items() -> None:
+    """Fraction 1: every signal gets white noise in the low-SNR range. Fraction 0 changes nothing."""
+    low = [train.training_item(0, i, DEFAULT_PARAMS, train.LowSnr(1.0, (-2.0, 1.0))) for i in range(8)]
+    assert all(it.snr_db is not None and -2.0 <= it.snr_db <= 1.0 for it in low)
+    plain = [train.training_item(0, i, DEFAULT_PARAMS) for i in range(8)]
+    off = [train.training_item(0, i, DEFAULT_PARAMS, train.LowSnr(0.0)) for i in range(8)]
+    assert all(np.array_equal(a.x, b.x) and a.snr_db == b.snr_db for a, b in zip(plain, off, strict=True))
+    assert any(it.snr_db is None or not -2.0 <= it.snr_db <= 1.0 for it in plain)
+
+
+def test_stem_and_low_snr_flags_reach_the_checkpoint(tmp_path: Path) -> None:
+    _run(tmp_path / "s", "--stem-kernel", "5", "--stem-channels", "3", "--low-snr-fraction", "0.5")
+    _, meta = load_checkpoint(tmp_path / "s" / train.CHECKPOINT)
+    assert (meta["stem_kernel"], meta["stem_channels"]) == (5, 3)
+    assert meta["hyperparameters"]["low_snr_fraction"] == 0.5
