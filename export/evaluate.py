@@ -10,6 +10,8 @@ COLLAR samples (gateway.dsp.scoring). Detectors:
   model_seedpp   the same network with seed 000's preprocessing (SEED_PARAMS: 0.4*fs high-pass,
                  batch-wide normalisation over requests of --request-size signals)
   baseline       gateway.dsp.baseline.detect_baseline (high-pass + db4/MAD universal threshold)
+With --ceiling it also reports export.ceiling: the event F1 a genie matched filter (true pulse shapes,
+known noise level, no AC or interference) reaches on the same set, an optimistic bound for any detector.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from export.ceiling import ceiling as genie_ceiling
 from gateway import repository
 from gateway.dsp.baseline import detect_baseline
 from gateway.dsp.processing import SEED_PARAMS, ProcessingParams, run_pipeline
@@ -125,6 +128,7 @@ def evaluate(
     request_size: int = 8,
     seed_params: bool = True,
     baseline: bool = True,
+    ceiling: bool = False,
 ) -> dict[str, Any]:
     """{"detectors": {name: Accumulator summary}, "timing_s": {...}} for the chosen detectors."""
     detectors: dict[str, Any] = {}
@@ -142,7 +146,12 @@ def evaluate(
         preds = run()
         timing[name] = round(time.perf_counter() - t0, 2)
         detectors[name] = score(signals, preds, collar)
-    return {"detectors": detectors, "timing_s": timing}
+    result: dict[str, Any] = {"detectors": detectors, "timing_s": timing}
+    if ceiling:
+        t0 = time.perf_counter()
+        result["ceiling"] = genie_ceiling(signals, bucket_keys, collar)
+        timing["ceiling"] = round(time.perf_counter() - t0, 2)
+    return result
 
 
 def _fmt(v: float) -> str:
@@ -184,7 +193,29 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "PD-free signals (bucket pd:free) have no true events: any region found there is a false positive.",
     ]
+    if "ceiling" in report:
+        lines += _ceiling_lines(report["ceiling"], dets.get("model"))
     return "\n".join(lines) + "\n"
+
+
+def _ceiling_lines(ceil: dict[str, Any], model: dict[str, Any] | None) -> list[str]:
+    """The genie matched-filter bound per bucket, next to the model's F1."""
+    lines = [
+        "",
+        "## Ceiling: genie matched filter (export.ceiling)",
+        "",
+        "Knows every pulse's true shape and the noise level, sees only PD + white noise, is never charged "
+        f"for side lobes; best threshold T = {ceil['threshold']}. No detector should be expected above it.",
+        "",
+        "| bucket | true events | ceiling F1 | ceiling P | ceiling R | model F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key in ["all", *sorted(k for k in ceil["buckets"] if k != "all")]:
+        b = ceil["buckets"][key]
+        m = _fmt(model[key]["f1"]) if model and key in model else "-"
+        scores = " | ".join(_fmt(b[k]) for k in ("f1", "precision", "recall"))
+        lines.append(f"| {key} | {b['n_true']} | {scores} | {m} |")
+    return lines
 
 
 def _load_model(args: argparse.Namespace) -> tuple[str | bytes, ProcessingParams, str]:
@@ -227,6 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     p.add_argument("--no-seed-params", action="store_true")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--ceiling", action="store_true", help="also report the genie matched-filter bound")
     return p
 
 
@@ -245,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         request_size=args.request_size,
         seed_params=not args.no_seed_params,
         baseline=not args.no_baseline,
+        ceiling=args.ceiling,
     )
     report = {
         "model": source,
@@ -261,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         a = summary["all"]
         scores = "  ".join(f"{k} {a[k]:.3f}" for k in ("f1", "precision", "recall", "iou"))
         print(f"{name:>13}: {scores}")
+    if "ceiling" in report:
+        a = report["ceiling"]["buckets"]["all"]
+        print(f"{'ceiling':>13}: f1 {a['f1']:.3f}  precision {a['precision']:.3f}  recall {a['recall']:.3f}")
     print(f"wrote {args.out}.json and {args.out}.md")
     return 0
 

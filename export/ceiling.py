@@ -1,0 +1,121 @@
+"""An optimistic ceiling on event F1 for a simulated set: a genie matched-filter detector.
+
+No detector can beat an ideal matched filter at finding a known pulse in white noise, so this one is given
+every advantage a real detector lacks:
+- it knows the noise sigma and the exact waveform of every PD pulse in the signal;
+- it sees only the PD pulses plus the white noise: no AC, carriers, interference pairs/trains or int8
+  rounding;
+- it correlates the signal with a bank (every true waveform plus GENERIC_SHAPES generic PD shapes),
+  normalised so that noise alone gives N(0, 1), and keeps the largest |output| per sample;
+- a pulse counts as found when that output exceeds T anywhere within its support +- collar;
+- false positives are counted on the noise alone (peaks above T, non-maximum suppression over
+  +-NMS_RADIUS samples), so a strong pulse's side lobes are never charged against it.
+
+Signals without white noise are scored as perfect. The threshold T is chosen after the fact for the best
+overall F1. Read the result as "no detector should be expected above this"; it is a bound on the set,
+not a detector for the gateway.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.signal import correlate
+
+from gateway.dsp.scoring import event_scores
+from gateway.dsp.simulator import SimulatedSignal, simulate
+from gateway.dsp.waveforms import pd_waveform
+
+THRESHOLDS: tuple[float, ...] = (4.0, 4.25, 4.5, 4.75, 5.0, 5.25, 5.5, 6.0)
+GENERIC_SHAPES = 24
+NMS_RADIUS = 10
+BANK_SEED = 5
+
+
+def generic_bank(n: int = GENERIC_SHAPES, seed: int = BANK_SEED) -> list[np.ndarray]:
+    """Half damped-exponential, half damped-oscillatory unit PD shapes from the simulator."""
+    rng = np.random.default_rng(seed)
+    return [pd_waveform(rng, "exp" if i < n // 2 else "osc")[0] for i in range(n)]
+
+
+def _detection_statistic(x: np.ndarray, bank: Sequence[np.ndarray], sigma: float) -> np.ndarray:
+    z = np.zeros(x.size)
+    for w in bank:
+        c = correlate(x, w, mode="same", method="fft") / (sigma * float(np.linalg.norm(w)))
+        np.maximum(z, np.abs(c), out=z)
+    return z
+
+
+def _count_peaks(z: np.ndarray, threshold: float, radius: int) -> int:
+    """Peaks above `threshold`, strongest first, each suppressing its +-radius neighbourhood."""
+    idx = np.flatnonzero(z > threshold)
+    taken = np.zeros(z.size, dtype=bool)
+    peaks = 0
+    for k in idx[np.argsort(-z[idx], kind="stable")]:
+        if not taken[k]:
+            taken[max(0, k - radius) : k + radius + 1] = True
+            peaks += 1
+    return peaks
+
+
+def genie_counts(
+    sim: SimulatedSignal,
+    collar: int,
+    thresholds: Sequence[float] = THRESHOLDS,
+    bank: Sequence[np.ndarray] | None = None,
+) -> np.ndarray:
+    """(tp, fp, fn) of the genie detector on one signal, one row per threshold: int array [len(T), 3]."""
+    n_true = len(sim.pulses)
+    out = np.zeros((len(thresholds), 3), dtype=np.int64)
+    if sim.noise_std <= 0:  # no white noise: the genie finds every pulse and nothing else
+        out[:, 0] = n_true
+        return out
+    comps = simulate(sim.config, sim.seed, return_components=True).components
+    assert comps is not None
+    pd, noise = comps["pd"], comps["noise"]
+    shapes = list(generic_bank() if bank is None else bank)
+    for p in sim.pulses:  # the genie's knowledge: every true waveform
+        w = pd[p.start : p.end]
+        shapes.append(w / float(np.max(np.abs(w))))
+    z_signal = _detection_statistic(pd + noise, shapes, sim.noise_std)
+    z_noise = _detection_statistic(noise, shapes, sim.noise_std)
+    best = [float(np.max(z_signal[max(0, p.start - collar) : p.end + collar])) for p in sim.pulses]
+    for i, t in enumerate(thresholds):
+        tp = sum(b > t for b in best)
+        out[i] = (tp, _count_peaks(z_noise, t, NMS_RADIUS), n_true - tp)
+    return out
+
+
+def ceiling(
+    signals: Sequence[SimulatedSignal],
+    keys: Callable[[SimulatedSignal], list[str]],
+    collar: int,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> dict[str, Any]:
+    """{"threshold": best T, "by_threshold": {T: overall scores}, "buckets": {bucket: scores at best T}}."""
+    bank = generic_bank()
+    totals: dict[str, np.ndarray] = defaultdict(lambda: np.zeros((len(thresholds), 3), dtype=np.int64))
+    n_signals: dict[str, int] = defaultdict(int)
+    for sim in signals:
+        counts = genie_counts(sim, collar, thresholds, bank)
+        for key in dict.fromkeys(["all", *keys(sim)]):
+            totals[key] += counts
+            n_signals[key] += 1
+    by_t = {float(t): event_scores(*map(int, totals["all"][i])) for i, t in enumerate(thresholds)}
+    best = max(range(len(thresholds)), key=lambda i: by_t[float(thresholds[i])]["f1"])
+    buckets = {}
+    for key, c in totals.items():
+        tp, fp, fn = map(int, c[best])
+        buckets[key] = {
+            **event_scores(tp, fp, fn),
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "n_true": tp + fn,
+            "n_pred": tp + fp,
+            "n_signals": n_signals[key],
+        }
+    return {"threshold": float(thresholds[best]), "by_threshold": by_t, "buckets": buckets}
