@@ -38,12 +38,18 @@ MIN_SAMPLES_PER_CYCLE = 2000.0  # a faster AC survives the 0.02 high-pass and wo
 
 @dataclass
 class Item:
-    """One preprocessed training signal: model input, label, and centres of PD/interference pulses."""
+    """One preprocessed training signal: model input, label, and centres of PD/interference pulses.
+
+    With fresh noise, `clean` is the same input without its white noise and `noise_std` that noise's level
+    in input units, so every window can be given a new noise draw.
+    """
 
     x: np.ndarray
     mask: np.ndarray
     centres: np.ndarray
     snr_db: float | None = None
+    clean: np.ndarray | None = None
+    noise_std: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,14 @@ class LowSnr:
     db: tuple[float, float] = (-3.0, 12.0)
 
 
-def training_item(seed: int, index: int, params: ProcessingParams, low_snr: LowSnr = LowSnr()) -> Item:
-    """Signal `index` of training stream `seed`: regime, length and AC speed drawn per item."""
+def training_item(
+    seed: int, index: int, params: ProcessingParams, low_snr: LowSnr = LowSnr(), fresh_noise: bool = False
+) -> Item:
+    """Signal `index` of training stream `seed`: regime, length and AC speed drawn per item.
+
+    fresh_noise: also keep the signal without its white noise (float signals only: int8 rounding mixes
+    them), scaled exactly like the input. Only for preprocessing that is a filter and one scale factor.
+    """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
     u = rng.random()
     n = int(rng.integers(8192, 32769))
@@ -69,36 +81,63 @@ def training_item(seed: int, index: int, params: ProcessingParams, low_snr: LowS
     else:
         spc = math.exp(rng.uniform(math.log(MIN_SAMPLES_PER_CYCLE), math.log(1e6)))
         cfg = random_config(rng, regime="mixed", n_samples=n, samples_per_cycle=spc, snr_db=snr)
-    sim = simulate(cfg, int(rng.integers(0, 2**63 - 1)))
+    sim = simulate(cfg, int(rng.integers(0, 2**63 - 1)), return_components=fresh_noise)
     pre, _ = preprocess_batch([sim.signal], params)
     centres = [(p.start + p.end) // 2 for p in sim.pulses] + [
         (i.start + i.end) // 2 for i in sim.interference
     ]
-    return Item(pre[0], sim.mask, np.asarray(centres, dtype=np.int64), cfg.snr_db)
+    item = Item(pre[0], sim.mask, np.asarray(centres, dtype=np.int64), cfg.snr_db)
+    if fresh_noise and sim.components is not None and sim.noise_std > 0 and not cfg.quantize_int8:
+        if params.clip is not None or params.soft_clip is not None:
+            raise ValueError("fresh noise needs preprocessing that is a filter and one scale factor")
+        linear = params.replace(normalisation="none", max_input=None)
+        (filtered,), _ = preprocess_batch([sim.signal], linear)
+        (clean,), _ = preprocess_batch([sim.signal - sim.components["noise"]], linear)
+        peak = float(np.max(np.abs(item.x)))
+        if peak > 0:
+            scale = float(np.max(np.abs(filtered))) / peak  # what the normalisation divided by
+            item.clean, item.noise_std = (clean / scale).astype(np.float32), sim.noise_std / scale
+    return item
 
 
 class Pool:
     """Signals [r*refresh_count, r*refresh_count + size) at refresh round r; items are cached by index."""
 
     def __init__(
-        self, seed: int, params: ProcessingParams, size: int, refresh_count: int, low_snr: LowSnr = LowSnr()
+        self,
+        seed: int,
+        params: ProcessingParams,
+        size: int,
+        refresh_count: int,
+        low_snr: LowSnr = LowSnr(),
+        fresh_noise: bool = False,
     ) -> None:
         self.seed, self.params, self.size, self.refresh_count = seed, params, size, refresh_count
-        self.low_snr = low_snr
+        self.low_snr, self.fresh_noise = low_snr, fresh_noise
         self.items: dict[int, Item] = {}
 
     def at_round(self, r: int) -> list[Item]:
         wanted = range(r * self.refresh_count, r * self.refresh_count + self.size)
         self.items = {
-            i: self.items.get(i) or training_item(self.seed, i, self.params, self.low_snr) for i in wanted
+            i: self.items.get(i) or training_item(self.seed, i, self.params, self.low_snr, self.fresh_noise)
+            for i in wanted
         }
         return list(self.items.values())
 
 
 def sample_batch(
-    rng: np.random.Generator, items: list[Item], batch: int, window: int, event_fraction: float
+    rng: np.random.Generator,
+    items: list[Item],
+    batch: int,
+    window: int,
+    event_fraction: float,
+    fresh_noise: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """[batch, 1, W] inputs and labels; `event_fraction` of windows hold a PD or interference pulse."""
+    """[batch, 1, W] inputs and labels; `event_fraction` of windows hold a PD or interference pulse.
+
+    fresh_noise: items that keep their clean signal get a new white-noise draw at their own level in every
+    window, so the network never sees the same noise twice and cannot learn it by heart.
+    """
     xs = np.zeros((batch, 1, window), np.float32)
     ys = np.zeros((batch, 1, window), np.float32)
     for b in range(batch):
@@ -113,6 +152,8 @@ def sample_batch(
         seg = slice(start, start + window)
         m = item.x[seg].size
         xs[b, 0, :m], ys[b, 0, :m] = item.x[seg], item.mask[seg]
+        if fresh_noise and item.clean is not None:
+            xs[b, 0, :m] = item.clean[seg] + item.noise_std * rng.standard_normal(m)
     return xs, ys
 
 
@@ -200,7 +241,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if k not in ("resume", "resumed_argv", "time_limit_s", "stop_after")
     }
     low_snr = LowSnr(getattr(args, "low_snr_fraction", 0.0), tuple(getattr(args, "low_snr_db", (-3.0, 12.0))))
-    pool = Pool(args.seed, params, args.pool, args.refresh_count, low_snr)
+    fresh = bool(getattr(args, "fresh_noise", False))
+    pool = Pool(args.seed, params, args.pool, args.refresh_count, low_snr, fresh)
     t0, losses, start_step = time.monotonic(), [], step
     items = pool.at_round(step // args.refresh)
 
@@ -237,7 +279,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             break
         if step % args.refresh == 0 and step:
             items = pool.at_round(step // args.refresh)
-        x, y = sample_batch(rng, items, args.batch, params.window, args.event_fraction)
+        x, y = sample_batch(rng, items, args.batch, params.window, args.event_fraction, fresh)
         loss = loss_fn(model(torch.from_numpy(x)), torch.from_numpy(y), args.pos_weight, args.dice_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -281,6 +323,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--event-fraction", type=float, default=0.65, help="windows centred on a pulse")
     p.add_argument("--low-snr-fraction", type=float, default=0.0, help="share of low-SNR signals")
     p.add_argument("--low-snr-db", type=_parse_floats, default=(-3.0, 12.0), help="low SNR range, dB: lo,hi")
+    p.add_argument("--fresh-noise", action="store_true", help="a new white-noise draw in every window")
     p.add_argument("--pool", type=int, default=96, help="signals held in memory")
     p.add_argument("--refresh", type=int, default=25, help="steps between pool refreshes")
     p.add_argument("--refresh-count", type=int, default=12, help="signals replaced per refresh")

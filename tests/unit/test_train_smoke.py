@@ -82,3 +82,22 @@ def test_stem_and_low_snr_flags_reach_the_checkpoint(tmp_path: Path) -> None:
     _, meta = load_checkpoint(tmp_path / "s" / train.CHECKPOINT)
     assert (meta["stem_kernel"], meta["stem_channels"]) == (5, 3)
     assert meta["hyperparameters"]["low_snr_fraction"] == 0.5
+
+
+def test_fresh_noise_redraws_only_the_white_noise() -> None:
+    params = DEFAULT_PARAMS.replace(normalisation="signal_mad", mad_scale=4.0, max_input=20.0)
+    items = [
+        train.training_item(0, i, params, train.LowSnr(1.0, (0.0, 5.0)), fresh_noise=True) for i in range(8)
+    ]
+    fresh = [it for it in items if it.clean is not None]
+    assert fresh  # float signals with white noise keep their clean part (int8 ones cannot)
+    for it in fresh:
+        residual = it.x - it.clean  # the stored input is the clean part plus its own noise draw
+        assert np.std(residual) == pytest.approx(it.noise_std, rel=0.05)
+    for k, it in enumerate(fresh):  # one window: same position and label, a new noise draw
+        a, ya = train.sample_batch(np.random.default_rng(k), [it], 1, params.window, 0.5, fresh_noise=True)
+        b, yb = train.sample_batch(np.random.default_rng(k), [it], 1, params.window, 0.5, fresh_noise=False)
+        assert np.array_equal(ya, yb) and not np.array_equal(a, b)
+        assert np.std(a - b) == pytest.approx(np.sqrt(2) * it.noise_std, rel=0.15)
+    with pytest.raises(ValueError, match="fresh noise"):
+        train.training_item(0, 3, params.replace(soft_clip=3.0), train.LowSnr(1.0), fresh_noise=True)
