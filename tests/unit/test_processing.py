@@ -201,3 +201,40 @@ def test_max_input_scales_down_linearly_and_keeps_shape() -> None:
     np.testing.assert_allclose(c[4000:4003] / c[4000], [1.0, 0.5, 0.2], rtol=1e-4)
     with pytest.raises(ValueError, match="max_input"):
         DEFAULT_PARAMS.replace(max_input=0.0)
+
+
+def test_notch_removes_carriers_and_keeps_pulses_and_noise() -> None:
+    from gateway.dsp.processing import NOTCH_MIN_SAMPLES, notch_carriers
+    from gateway.dsp.simulator import SimConfig, simulate
+
+    cfg = SimConfig(
+        n_samples=16_000,
+        samples_per_cycle=8000.0,
+        ac_amplitude=0.0,
+        ac_phase_deg=0.0,
+        n_pd=8,
+        pd_amplitude=10.0,
+        snr_db=10.0,
+        spectral_carriers=4,
+        spectral_amplitude=3.0,
+    )
+    sim = simulate(cfg, 3, return_components=True)
+    c = sim.components
+    assert c is not None
+    out = notch_carriers(sim.signal, 8.0)
+    carriers_left = np.std(out - c["pd"] - c["noise"])
+    assert carriers_left < 0.2 * np.std(c["spectral"])  # most of the carrier power is gone
+    kept = notch_carriers(c["pd"], 8.0)
+    assert np.sum(kept**2) == pytest.approx(np.sum(c["pd"] ** 2), rel=1e-3)  # broadband pulses stay
+    np.testing.assert_array_equal(notch_carriers(c["noise"], 8.0), c["noise"])  # nothing to remove
+    short = np.sin(np.arange(NOTCH_MIN_SAMPLES - 1) * 0.3)
+    np.testing.assert_array_equal(notch_carriers(short, 8.0), short)  # too few bins for a floor
+    with pytest.raises(ValueError, match="notch"):
+        DEFAULT_PARAMS.replace(notch=1.0)
+
+
+@pytest.mark.parametrize("n", [1, 255, 256, 5000])
+def test_notch_runs_at_any_length(n: int) -> None:
+    params = DEFAULT_PARAMS.replace(notch=8.0)
+    (res,) = run_pipeline([np.sin(np.arange(n) * 0.7)], params, lambda x: np.zeros_like(x))
+    assert res.valid in (True, False) and res.regions == []
