@@ -33,11 +33,9 @@ class ProcessingParams:
     window/hop: model input length and stride between windows (hop < window means overlap).
     halo: samples at each inner window edge that do not vote when stitching (0 = plain averaging).
     highpass_wn: Butterworth high-pass cut-off as a fraction of Nyquist (None = no filter), zero-phase.
-    notch: remove discrete spectral interference (carriers) after the filter: rfft bins whose magnitude
-        exceeds `notch` times the local median magnitude (in blocks of NOTCH_BLOCK bins) are set to zero
-        with the run of bins around them that stays above NOTCH_EDGE times that floor (an off-bin
-        carrier leaks into its neighbours) (None = off). A PD pulse is broadband and loses almost
-        nothing; a carrier stands far above the noise floor and goes.
+    carrier_threshold: subtract discrete spectral interference after the filter (`remove_carriers`):
+        sinusoids whose spectral peak exceeds this many times the local noise floor (None = off). A PD
+        pulse is broadband and loses nothing; a radio carrier is one tall narrow peak and goes.
     clip: symmetric clip applied after the filter (None = none).
     normalisation: "batch_max" divides by the max |x| over the whole request (seed 000),
         "signal_max" by each signal's own max |x|, "signal_mad" by `mad_scale` times the signal's robust
@@ -59,7 +57,7 @@ class ProcessingParams:
     halo: int = 0
     highpass_order: int = 3
     highpass_wn: float | None = 0.8
-    notch: float | None = None
+    carrier_threshold: float | None = None
     clip: float | None = 800000.0
     normalisation: Normalisation = "batch_max"
     mad_scale: float = 10.0
@@ -84,8 +82,8 @@ class ProcessingParams:
             problems.append("highpass_wn must be in (0, 1) or null")
         if not 1 <= self.highpass_order <= 8:
             problems.append("highpass_order must be in [1, 8]")
-        if self.notch is not None and not self.notch > 1:
-            problems.append("notch must be > 1 or null")
+        if self.carrier_threshold is not None and not self.carrier_threshold > 1:
+            problems.append("carrier_threshold must be > 1 or null")
         if self.clip is not None and not self.clip > 0:
             problems.append("clip must be > 0 or null")
         if self.soft_clip is not None and not self.soft_clip > 0:
@@ -152,37 +150,48 @@ def _highpass(x: np.ndarray, params: ProcessingParams) -> np.ndarray:
     return filtfilt(b, a, x, padlen=padlen)
 
 
-NOTCH_BLOCK = 64  # rfft bins per block of the local noise floor (median magnitude)
-NOTCH_EDGE = 2.0  # a carrier's leakage is removed while it stays above this x the floor
-NOTCH_MIN_SAMPLES = 4 * NOTCH_BLOCK  # shorter signals have too few bins for a noise floor
+CARRIER_BLOCK = 64  # spectrum bins per block of the local noise floor (median magnitude)
+CARRIER_MIN_SAMPLES = 4 * CARRIER_BLOCK  # shorter signals have too few bins for a noise floor
+MAX_CARRIERS = 16  # strongest spectral peaks considered per signal
+CARRIER_GUARD_BINS = 6  # peaks this close to a stronger one are its window side lobes, not carriers
 
 
-def notch_carriers(x: np.ndarray, factor: float) -> np.ndarray:
-    """Zero the rfft bins of narrowband carriers: magnitude > factor x the local median magnitude, with
-    the contiguous bins around them that are still above NOTCH_EDGE x that floor.
+def remove_carriers(x: np.ndarray, threshold: float) -> np.ndarray:
+    """Subtract the narrowband carriers of `x`: stationary sinusoids standing out of the spectrum.
 
-    The floor is the median of each NOTCH_BLOCK-bin block, linearly interpolated between block centres,
-    so the cost is O(n log n) for the FFT and O(n) for the rest (an 800,000-sample signal included).
+    A Hann-windowed spectrum is compared with its noise floor (the median of each CARRIER_BLOCK-bin block,
+    interpolated); each local peak above `threshold` x the floor is a carrier. Its frequency is refined
+    between bins (Grandke's interpolation for the Hann window), its amplitude and phase are fitted by
+    least squares over the whole signal, and it is subtracted. Unlike zeroing spectrum bins this leaves no
+    ringing at the signal's ends and removes no noise or pulse energy. O(n log n) for the spectrum and
+    O(n) per carrier.
     """
     n = x.size
-    if n < NOTCH_MIN_SAMPLES:
+    if n < CARRIER_MIN_SAMPLES:
         return x
-    spectrum = np.fft.rfft(x)
-    mag = np.abs(spectrum)
-    n_blocks = mag.size // NOTCH_BLOCK
-    medians = np.median(mag[: n_blocks * NOTCH_BLOCK].reshape(n_blocks, NOTCH_BLOCK), axis=1)
-    centres = (np.arange(n_blocks) + 0.5) * NOTCH_BLOCK
-    floor = np.interp(np.arange(mag.size), centres, medians)
-    strong = mag > factor * floor
-    if not strong.any():
-        return x
-    above = np.concatenate(([False], mag > min(NOTCH_EDGE, factor) * floor, [False])).astype(np.int8)
-    starts, ends = np.flatnonzero(np.diff(above) == 1), np.flatnonzero(np.diff(above) == -1)
-    cum = np.concatenate(([0], np.cumsum(strong)))
-    for a, b in zip(starts, ends, strict=True):  # runs above the edge level that hold a strong bin
-        if cum[b] > cum[a]:
-            spectrum[a:b] = 0.0
-    return np.fft.irfft(spectrum, n)
+    y = np.asarray(x, dtype=np.float64).copy()
+    spec = np.abs(np.fft.rfft(y * np.hanning(n)))
+    n_blocks = spec.size // CARRIER_BLOCK
+    medians = np.median(spec[: n_blocks * CARRIER_BLOCK].reshape(n_blocks, CARRIER_BLOCK), axis=1)
+    floor = np.interp(np.arange(spec.size), (np.arange(n_blocks) + 0.5) * CARRIER_BLOCK, medians)
+    k = np.arange(2, spec.size - 2)
+    is_peak = (spec[k] > spec[k - 1]) & (spec[k] >= spec[k + 1]) & (spec[k] > threshold * floor[k])
+    peaks = k[is_peak]
+    peaks = peaks[np.argsort(-spec[peaks], kind="stable")][:MAX_CARRIERS]
+    t = np.arange(n, dtype=np.float64)
+    fitted: list[int] = []
+    for b in peaks:
+        if any(abs(int(b) - f) <= CARRIER_GUARD_BINS for f in fitted):
+            continue
+        lo, mid, hi = spec[b - 1], spec[b], spec[b + 1]
+        delta = 2.0 * (hi - lo) / (lo + 2.0 * mid + hi)  # exact for one tone under a Hann window
+        phase = (2.0 * np.pi * (b + delta) / n) * t
+        c, s = np.cos(phase), np.sin(phase)
+        gram = np.array([[c @ c, c @ s], [c @ s, s @ s]])
+        a_cos, a_sin = np.linalg.solve(gram, [c @ y, s @ y])
+        y -= a_cos * c + a_sin * s
+        fitted.append(int(b))
+    return y
 
 
 def _robust_scale(x: np.ndarray, mad_scale: float) -> float:
@@ -207,8 +216,8 @@ def preprocess_batch(
     out = []
     for raw in signals:
         x = _highpass(np.asarray(raw, dtype=np.float32), params)
-        if params.notch is not None:
-            x = notch_carriers(x, params.notch)
+        if params.carrier_threshold is not None:
+            x = remove_carriers(x, params.carrier_threshold)
         if params.clip is not None:
             x = np.clip(x, -params.clip, params.clip)
         out.append(x)

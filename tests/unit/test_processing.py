@@ -203,8 +203,8 @@ def test_max_input_scales_down_linearly_and_keeps_shape() -> None:
         DEFAULT_PARAMS.replace(max_input=0.0)
 
 
-def test_notch_removes_carriers_and_keeps_pulses_and_noise() -> None:
-    from gateway.dsp.processing import NOTCH_MIN_SAMPLES, notch_carriers
+def test_carrier_removal_subtracts_carriers_and_keeps_pulses_and_noise() -> None:
+    from gateway.dsp.processing import CARRIER_MIN_SAMPLES, remove_carriers
     from gateway.dsp.simulator import SimConfig, simulate
 
     cfg = SimConfig(
@@ -221,20 +221,19 @@ def test_notch_removes_carriers_and_keeps_pulses_and_noise() -> None:
     sim = simulate(cfg, 3, return_components=True)
     c = sim.components
     assert c is not None
-    out = notch_carriers(sim.signal, 8.0)
-    carriers_left = np.std(out - c["pd"] - c["noise"])
-    assert carriers_left < 0.2 * np.std(c["spectral"])  # most of the carrier power is gone
-    kept = notch_carriers(c["pd"], 8.0)
-    assert np.sum(kept**2) == pytest.approx(np.sum(c["pd"] ** 2), rel=1e-3)  # broadband pulses stay
-    np.testing.assert_array_equal(notch_carriers(c["noise"], 8.0), c["noise"])  # nothing to remove
-    short = np.sin(np.arange(NOTCH_MIN_SAMPLES - 1) * 0.3)
-    np.testing.assert_array_equal(notch_carriers(short, 8.0), short)  # too few bins for a floor
-    with pytest.raises(ValueError, match="notch"):
-        DEFAULT_PARAMS.replace(notch=1.0)
+    left = remove_carriers(sim.signal, 8.0) - c["pd"] - c["noise"]
+    assert np.std(left) < 0.05 * np.std(c["spectral"])  # the carriers are gone...
+    assert np.max(np.abs(left[:50])) < 0.1 * np.max(np.abs(c["spectral"]))  # ...up to the signal's ends
+    np.testing.assert_allclose(remove_carriers(c["pd"], 8.0), c["pd"])  # broadband pulses stay as they are
+    np.testing.assert_array_equal(remove_carriers(c["noise"], 8.0), c["noise"])  # nothing to remove
+    short = np.sin(np.arange(CARRIER_MIN_SAMPLES - 1) * 0.3)
+    np.testing.assert_array_equal(remove_carriers(short, 8.0), short)  # too few bins for a floor
+    with pytest.raises(ValueError, match="carrier_threshold"):
+        DEFAULT_PARAMS.replace(carrier_threshold=1.0)
 
 
 @pytest.mark.parametrize("n", [1, 255, 256, 5000])
-def test_notch_runs_at_any_length(n: int) -> None:
-    params = DEFAULT_PARAMS.replace(notch=8.0)
+def test_carrier_removal_runs_at_any_length(n: int) -> None:
+    params = DEFAULT_PARAMS.replace(carrier_threshold=8.0)
     (res,) = run_pipeline([np.sin(np.arange(n) * 0.7)], params, lambda x: np.zeros_like(x))
     assert res.valid in (True, False) and res.regions == []
