@@ -210,6 +210,8 @@ def export_checkpoint(
                 "source": meta["source"],
                 "widths": list(meta["widths"]),
                 "dilations": list(meta["dilations"]),
+                "stem_kernel": meta["stem_kernel"],
+                "stem_channels": meta["stem_channels"],
             },
             "pd:parity_max_abs_diff": worst,
             "onnxruntime_version": ort.__version__,
