@@ -59,14 +59,20 @@ def test_any_length_runs_end_to_end(n: int, params: ProcessingParams) -> None:
         assert all(0 <= r.start < r.end <= n for r in res.regions)
 
 
-@pytest.mark.parametrize("params", [SEED_PARAMS, DEFAULT_PARAMS], ids=["seed", "default"])
-@pytest.mark.parametrize("n", [1, 700, 1024, 5000, 20_001])
+ALIGNED = DEFAULT_PARAMS.replace(align_last_window=True)
+
+
+@pytest.mark.parametrize("params", [SEED_PARAMS, DEFAULT_PARAMS, ALIGNED], ids=["seed", "default", "aligned"])
+@pytest.mark.parametrize("n", [1, 700, 1024, 1025, 5000, 20_001])
 def test_windows_cover_signal_and_stitch_inverts(params: ProcessingParams, n: int) -> None:
     x = np.random.default_rng(0).normal(size=n).astype(np.float32)
     windows = make_windows(x, params)
     starts = window_starts(n, params)
     assert windows.shape == (starts.size, params.window)
     assert starts[-1] + params.window >= n
+    if params.align_last_window and n >= params.window:  # no zero padding: the last window ends at n
+        assert starts[-1] + params.window == n and np.array_equal(windows[-1], x[-params.window :])
+        assert np.all(np.diff(starts) > 0)
     # a model that returns its input stitches back to the signal itself
     np.testing.assert_allclose(stitch(windows, n, params), x, rtol=1e-5, atol=1e-6)
 
