@@ -36,9 +36,6 @@ class ProcessingParams:
         instead of zero padding it (seed 000 padded). A model trained on windows inside signals never saw
         a signal stop dead inside a window; there it may take the drop to zero for a pulse.
     highpass_wn: Butterworth high-pass cut-off as a fraction of Nyquist (None = no filter), zero-phase.
-    highpass_padlen: samples of odd extension at each end for the zero-phase filter (None = scipy's
-        default, 3 x the filter length, which seed 000 used). A longer extension continues the AC more
-        smoothly, so the filter's start-up transient at the signal's ends is smaller.
     carrier_threshold: subtract discrete spectral interference after the filter (`remove_carriers`):
         sinusoids whose spectral peak exceeds this many times the local noise floor (None = off). A PD
         pulse is broadband and loses nothing; a radio carrier is one tall narrow peak and goes.
@@ -64,7 +61,6 @@ class ProcessingParams:
     align_last_window: bool = False
     highpass_order: int = 3
     highpass_wn: float | None = 0.8
-    highpass_padlen: int | None = None
     carrier_threshold: float | None = None
     clip: float | None = 800000.0
     normalisation: Normalisation = "batch_max"
@@ -88,8 +84,6 @@ class ProcessingParams:
             problems.append("halo must be >= 0 and hop <= window - 2*halo (full coverage)")
         if self.highpass_wn is not None and not 0.0 < self.highpass_wn < 1.0:
             problems.append("highpass_wn must be in (0, 1) or null")
-        if self.highpass_padlen is not None and self.highpass_padlen < 0:
-            problems.append("highpass_padlen must be >= 0 or null")
         if not 1 <= self.highpass_order <= 8:
             problems.append("highpass_order must be in [1, 8]")
         if self.carrier_threshold is not None and not self.carrier_threshold > 1:
@@ -156,8 +150,7 @@ def _highpass(x: np.ndarray, params: ProcessingParams) -> np.ndarray:
     if params.highpass_wn is None or x.size == 0:
         return x.astype(np.float64)
     b, a = butter(params.highpass_order, params.highpass_wn, "high")
-    wanted = 3 * max(len(a), len(b)) if params.highpass_padlen is None else params.highpass_padlen
-    padlen = min(wanted, x.size - 1)  # scipy's default unless set, shrunk so any length >= 1 works
+    padlen = min(3 * max(len(a), len(b)), x.size - 1)  # scipy's default, shrunk so any length >= 1 works
     return filtfilt(b, a, x, padlen=padlen)
 
 
