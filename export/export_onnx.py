@@ -57,10 +57,12 @@ def resolve_processing(
     profile: str | None,
     meta: Mapping[str, Any],
     window: int | None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The version's processing dict: explicit > profile > checkpoint's own > seed params for seed weights.
 
-    Validated through gateway.dsp.processing.ProcessingParams; `window` overrides the stored window.
+    Validated through gateway.dsp.processing.ProcessingParams; `overrides` then replace single params
+    (unknown names are refused), and `window` overrides the stored window.
     """
     if processing is None and profile is not None:
         profiles = {"seed": proc.SEED_PARAMS, "default": proc.DEFAULT_PARAMS}
@@ -74,6 +76,8 @@ def resolve_processing(
     if not isinstance(processing, proc.ProcessingParams):
         processing = proc.ProcessingParams.from_dict(dict(processing))
     params = processing
+    if overrides:
+        params = proc.ProcessingParams.from_dict({**params.to_dict(), **overrides})
     if window is not None and int(window) != params.window:
         # Keep the overlap geometry: hop and halo scale with the window.
         scale = int(window) / params.window
@@ -168,6 +172,7 @@ def export_checkpoint(
     parity_batch_sizes: Iterable[int] = PARITY_BATCH_SIZES,
     overwrite: bool = False,
     config_options: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """Export, verify and write one version; raises ParityError (nothing written) above `parity_tol`."""
     model_dir = repository.model_path(repo, name)
@@ -180,7 +185,7 @@ def export_checkpoint(
             f"{model_dir / str(version)} exists (use --overwrite)"
         )  # fail fast
     model, meta = load_checkpoint(checkpoint)
-    params = resolve_processing(processing, profile, meta, window)
+    params = resolve_processing(processing, profile, meta, window, overrides)
     win = int(params["window"])
     if win % model.min_length:
         raise ValueError(f"window {win} must be a multiple of {model.min_length} for this model")
@@ -248,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--processing", type=Path, help="JSON file of ProcessingParams")
     src.add_argument("--profile", choices=["seed", "default"], help="gateway.dsp.processing preset")
+    p.add_argument("--set", action="append", metavar="KEY=JSON", help="override one processing param")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--parity-tol", type=float, default=1e-4)
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
@@ -276,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     processing = json.loads(args.processing.read_text()) if args.processing else None
     try:
+        overrides = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set or [])}
+    except json.JSONDecodeError as e:
+        print(f"export failed, nothing written: --set values are JSON ({e})", file=sys.stderr)
+        return 1
+    try:
         result = export_checkpoint(
             args.checkpoint,
             args.repo,
@@ -288,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             parity_tol=args.parity_tol,
             overwrite=args.overwrite,
             config_options=options,
+            overrides=overrides,
         )
     except (ParityError, repository.RepositoryError, ValueError, FileNotFoundError) as e:
         print(f"export failed, nothing written: {e}", file=sys.stderr)

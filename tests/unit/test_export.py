@@ -113,7 +113,15 @@ def test_cli_uses_the_checkpoint_processing_and_serving_flags(tmp_path: Path, ca
     v2 = r.processing_params_from_config(config, 2)
     assert v2 is not None and (v2["window"], v2["hop"], v2["halo"]) == (256, 192, 32)
 
+    # --set overrides single params of the checkpoint's processing for this version only.
+    sets = ["--set", "align_last_window=true", "--set", "carrier_threshold=8.0"]
+    assert main(["--checkpoint", str(ckpt), "--repo", str(repo), *sets]) == 0
+    v3 = r.processing_params_from_config(r.read_config(model_dir), 3)
+    assert v3 == {**processing, "align_last_window": True, "carrier_threshold": 8.0}
+
     # Refusals exit non-zero and write nothing.
+    assert main(["--checkpoint", str(ckpt), "--repo", str(repo), "--set", "no_such=1"]) == 1
+    assert main(["--checkpoint", str(ckpt), "--repo", str(repo), "--set", "threshold=oops"]) == 1
     assert main(["--checkpoint", str(ckpt), "--repo", str(repo), "--version", "2"]) == 1
     assert main(["--checkpoint", str(ckpt), "--repo", str(repo), "--parity-tol", "1e-12"]) == 1
-    assert r.list_versions(model_dir) == [1, 2]
+    assert r.list_versions(model_dir) == [1, 2, 3]
