@@ -17,7 +17,7 @@ from gateway.cli import main as cli_main
 from gateway.dsp.processing import ProcessingParams
 from gateway.embedded import EmbeddedTriton
 from gateway.errors import ModelRejected
-from gateway.repository import read_config
+from gateway.repository import processing_params_from_config, read_config
 from gateway.services.management import ModelManager
 from gateway.services.models import ModelRegistry
 from gateway.services.validation import Contract, ValidationReport
@@ -360,7 +360,9 @@ def test_cli_against_a_live_gateway(
         assert status == 0, err
         assert f"serving 2, {version}" in out
         status, out, _ = run_cli(capsys, url, "show", MODEL)
-        assert status == 0 and "4096" in out and "WINDOW" in out and "signal_max" in out
+        stored = processing_params_from_config(read_config(repo / MODEL), int(version))
+        assert stored is not None and stored["window"] == 4096
+        assert status == 0 and "4096" in out and "WINDOW" in out and stored["normalisation"] in out
         status, out, err = run_cli(capsys, url, "unload", MODEL, "--versions", version)
         assert status == 0 and "serving 2 " in out, err
 
