@@ -31,7 +31,7 @@ import onnxruntime as ort
 from export.ceiling import ceiling as genie_ceiling
 from gateway import repository
 from gateway.dsp.baseline import detect_baseline
-from gateway.dsp.processing import SEED_PARAMS, ProcessingParams, run_pipeline
+from gateway.dsp.processing import SEED_PARAMS, ProcessingParams, parse_overrides, run_pipeline
 from gateway.dsp.scoring import Accumulator, regions_to_mask
 from gateway.dsp.simulator import SimulatedSignal, random_config, simulate
 
@@ -267,9 +267,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     onnx_model, params, source = _load_model(args)
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        params = params.replace(**{key: json.loads(value)})
+    params = params.replace(**parse_overrides(args.set or []))
     signals = heldout_set(args.n_signals, args.n_vsb_full, args.seed)
     result = evaluate(
         signals,

@@ -282,11 +282,6 @@ def main(argv: list[str] | None = None) -> int:
     options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     processing = json.loads(args.processing.read_text()) if args.processing else None
     try:
-        overrides = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set or [])}
-    except json.JSONDecodeError as e:
-        print(f"export failed, nothing written: --set values are JSON ({e})", file=sys.stderr)
-        return 1
-    try:
         result = export_checkpoint(
             args.checkpoint,
             args.repo,
@@ -299,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             parity_tol=args.parity_tol,
             overwrite=args.overwrite,
             config_options=options,
-            overrides=overrides,
+            overrides=proc.parse_overrides(args.set or []),
         )
     except (ParityError, repository.RepositoryError, ValueError, FileNotFoundError) as e:
         print(f"export failed, nothing written: {e}", file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,6 +45,11 @@ class ProcessingParams:
         noise level (median absolute deviation / 0.6745), so pulses are measured against the noise and a
         large interference burst does not shrink them; "none" leaves the scale alone.
     soft_clip: after normalising, c * tanh(x / c) bounds the input smoothly (None = off).
+    noise_floor: with "signal_mad", the noise level is taken as at least this fraction of the raw signal's
+        max |x|, and for a signal whose samples are all integers (a digitiser's counts, e.g. VSB int8)
+        at least one count (None = off). A signal with no noise at all (a pure AC, a synthetic trace) is
+        then not blown up until the filter's start-up transient or its own quantisation steps look like
+        pulses.
     max_input: after normalising, a signal whose max |x| exceeds this is scaled down to it, linearly, so
         pulse shapes survive (None = off). With "signal_mad" it keeps clean signals, whose noise level is
         near 0, from becoming huge inputs.
@@ -66,6 +71,7 @@ class ProcessingParams:
     normalisation: Normalisation = "batch_max"
     mad_scale: float = 10.0
     soft_clip: float | None = None
+    noise_floor: float | None = None
     max_input: float | None = None
     valid_threshold: float = 0.1
     threshold: float = 0.5
@@ -75,7 +81,9 @@ class ProcessingParams:
     merge_gap: int = 0
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = _type_problems(self)
+        if problems:  # the range checks below assume the right types
+            raise ValueError("; ".join(problems))
         if self.window < 16:
             problems.append("window must be >= 16")
         if not 1 <= self.hop <= self.window:
@@ -92,6 +100,8 @@ class ProcessingParams:
             problems.append("clip must be > 0 or null")
         if self.soft_clip is not None and not self.soft_clip > 0:
             problems.append("soft_clip must be > 0 or null")
+        if self.noise_floor is not None and not 0 < self.noise_floor < 1:
+            problems.append("noise_floor must be in (0, 1) or null")
         if self.max_input is not None and not self.max_input > 0:
             problems.append("max_input must be > 0 or null")
         if not self.mad_scale > 0:
@@ -122,6 +132,45 @@ class ProcessingParams:
 
     def replace(self, **changes: Any) -> ProcessingParams:
         return dataclasses.replace(self, **changes)
+
+
+_BOOLS = ("align_last_window", "drop_edge_regions")
+_INTS = ("window", "hop", "halo", "highpass_order", "min_region_samples", "merge_gap")
+
+
+def _type_problems(params: ProcessingParams) -> list[str]:
+    """JSON gives any type: a "false" string must not pass for a bool, nor a bool for a number."""
+    problems = []
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if f.name in _BOOLS:
+            ok = isinstance(value, bool)
+        elif f.name in _INTS:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif f.name == "normalisation":
+            ok = isinstance(value, str)
+        else:  # floats, most of them optional
+            ok = (value is None and "None" in str(f.type)) or (
+                isinstance(value, int | float) and not isinstance(value, bool)
+            )
+        if not ok:
+            problems.append(f"{f.name} has the wrong type ({type(value).__name__})")
+    return problems
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """The CLIs' `--set KEY=JSON` items as a dict; ValueError for a malformed item or an unknown key."""
+    known = {f.name for f in dataclasses.fields(ProcessingParams)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"--set {item!r}: expected KEY=JSON, KEY one of {', '.join(sorted(known))}")
+        try:
+            out[key] = json.loads(value)  # 0.5, 3, null, true, "signal_mad"
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--set {item!r}: the value must be JSON ({e.msg})") from e
+    return out
 
 
 #: Seed 000's pipeline exactly (its /test-text endpoint): 0.4*fs high-pass, clip, batch-wide max.
@@ -174,7 +223,8 @@ def remove_carriers(x: np.ndarray, threshold: float) -> np.ndarray:
     if n < CARRIER_MIN_SAMPLES:
         return x
     y = np.asarray(x, dtype=np.float64).copy()
-    spec = np.abs(np.fft.rfft(y * np.hanning(n)))
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)  # periodic Hann: the estimator below is exact
+    spec = np.abs(np.fft.rfft(y * window))
     n_blocks = spec.size // CARRIER_BLOCK
     medians = np.median(spec[: n_blocks * CARRIER_BLOCK].reshape(n_blocks, CARRIER_BLOCK), axis=1)
     floor = np.interp(np.arange(spec.size), (np.arange(n_blocks) + 0.5) * CARRIER_BLOCK, medians)
@@ -188,7 +238,7 @@ def remove_carriers(x: np.ndarray, threshold: float) -> np.ndarray:
         if any(abs(int(b) - f) <= CARRIER_GUARD_BINS for f in fitted):
             continue
         lo, mid, hi = spec[b - 1], spec[b], spec[b + 1]
-        delta = 2.0 * (hi - lo) / (lo + 2.0 * mid + hi)  # exact for one tone under a Hann window
+        delta = 2.0 * (hi - lo) / (lo + 2.0 * mid + hi)  # exact for one tone under the periodic Hann window
         phase = (2.0 * np.pi * (b + delta) / n) * t
         c, s = np.cos(phase), np.sin(phase)
         gram = np.array([[c @ c, c @ s], [c @ s, s @ s]])
@@ -209,6 +259,16 @@ def _robust_scale(x: np.ndarray, mad_scale: float) -> float:
     return peak if peak > 0 else 1.0
 
 
+def _noise_floor(raw: np.ndarray, fraction: float | None) -> float:
+    """The lowest noise sigma to assume for `raw`: `fraction` x max |raw|, and one count for integer data."""
+    if fraction is None or raw.size == 0:
+        return 0.0
+    floor = fraction * float(np.max(np.abs(raw)))
+    if np.array_equal(raw, np.round(raw)) and np.any(raw):
+        floor = max(floor, 1.0)  # quantisation steps of one count are not PD pulses
+    return floor
+
+
 def preprocess_batch(
     signals: Sequence[np.ndarray], params: ProcessingParams
 ) -> tuple[list[np.ndarray], np.ndarray]:
@@ -217,9 +277,11 @@ def preprocess_batch(
     "batch_max" divides every signal by the largest |value| in the whole batch, like seed 000, so a
     quiet signal next to a loud one becomes invalid.
     """
-    out = []
+    out, floors = [], []
     for raw in signals:
-        x = _highpass(np.asarray(raw, dtype=np.float32), params)
+        raw32 = np.asarray(raw, dtype=np.float32)
+        floors.append(_noise_floor(raw32, params.noise_floor))
+        x = _highpass(raw32, params)
         if params.carrier_threshold is not None:
             x = remove_carriers(x, params.carrier_threshold)
         if params.clip is not None:
@@ -229,7 +291,10 @@ def preprocess_batch(
         peak = max((float(np.max(np.abs(x))) for x in out if x.size), default=0.0)
         out = [x / peak if peak > 0 else x for x in out]
     elif params.normalisation == "signal_mad":
-        out = [x / _robust_scale(x, params.mad_scale) for x in out]
+        out = [
+            x / max(_robust_scale(x, params.mad_scale), params.mad_scale * floor)
+            for x, floor in zip(out, floors, strict=True)
+        ]
     elif params.normalisation == "signal_max":
         out = [x / m if x.size and (m := float(np.max(np.abs(x)))) > 0 else x for x in out]
     if params.max_input is not None:

@@ -238,8 +238,75 @@ def test_carrier_removal_subtracts_carriers_and_keeps_pulses_and_noise() -> None
         DEFAULT_PARAMS.replace(carrier_threshold=1.0)
 
 
-@pytest.mark.parametrize("n", [1, 255, 256, 5000])
+@pytest.mark.parametrize("n", [1, 255, 256, 1024, 5000])
 def test_carrier_removal_runs_at_any_length(n: int) -> None:
+    from gateway.dsp.processing import CARRIER_MIN_SAMPLES, remove_carriers
+
+    noise = np.random.default_rng(n).normal(size=n)
+    x = noise + 1e3 * np.sin(np.arange(n) * 0.7 + 0.4)  # a carrier 60 dB above the noise
+    out = remove_carriers(x, 8.0)
+    assert out.shape == (n,) and np.all(np.isfinite(out))
+    if n >= CARRIER_MIN_SAMPLES:  # removed down to the noise: the frequency estimate is exact enough
+        assert np.std(out - noise) < 0.5  # from 707 (1e3 / sqrt 2) to under half the noise
     params = DEFAULT_PARAMS.replace(carrier_threshold=8.0)
-    (res,) = run_pipeline([np.sin(np.arange(n) * 0.7)], params, lambda x: np.zeros_like(x))
-    assert res.valid in (True, False) and res.regions == []
+    (pre,), _ = preprocess_batch([x], params)
+    assert pre.shape == (n,) and np.all(np.isfinite(pre))
+
+
+def test_params_refuse_wrong_types_and_parse_overrides() -> None:
+    from gateway.dsp.processing import parse_overrides
+
+    for bad in (
+        {"align_last_window": "false"},
+        {"carrier_threshold": "8"},
+        {"window": 1024.0},
+        {"hop": True},
+    ):
+        with pytest.raises(ValueError, match="wrong type"):
+            DEFAULT_PARAMS.replace(**bad)
+    assert parse_overrides(["threshold=0.4", 'normalisation="signal_mad"', "clip=null"]) == {
+        "threshold": 0.4,
+        "normalisation": "signal_mad",
+        "clip": None,
+    }
+    for item in ["nope=1", "threshold", "threshold=oops"]:
+        with pytest.raises(ValueError):
+            parse_overrides([item])
+
+
+def test_noise_floor_keeps_clean_signals_from_blowing_up() -> None:
+    t = np.arange(7920)
+    params = DEFAULT_PARAMS.replace(normalisation="signal_mad", mad_scale=4.0, max_input=20.0)
+    floored = params.replace(noise_floor=1e-3)
+    rng = np.random.default_rng(0)
+    float_ac = 100.0 * np.sin(2 * np.pi * t / 3334 + 0.3) + rng.normal(0, 1e-6, t.size)  # ~no noise
+    int8_ac = np.round(30 * np.sin(2 * np.pi * t / 2000 + 1))  # no noise below its one-count steps
+    for clean in (float_ac, int8_ac):
+        (raw,), _ = preprocess_batch([clean], params)
+        (fl,), _ = preprocess_batch([clean], floored)
+        assert np.max(np.abs(raw)) > 2 * np.max(np.abs(fl))  # the floor shrinks a clean signal's artefacts
+        assert np.max(np.abs(fl)) < 1.5  # with it they stay near the noise level of a real signal (0.25)
+    noisy = rng.normal(0, 5.0, t.size) + 7.2e5 * np.sin(2 * np.pi * t / 3334)
+    (a,), _ = preprocess_batch([noisy], params)
+    (b,), _ = preprocess_batch([noisy], floored.replace(noise_floor=1e-6))
+    np.testing.assert_allclose(a, b)  # a real noise level above the floor is left alone
+
+
+def test_shipped_version_finds_nothing_in_clean_signals() -> None:
+    """A pure AC, a quantised AC and a ramp hold no PD: the shipped v1 must report no region."""
+    import onnxruntime as ort
+
+    from gateway.repository import processing_params_from_config, read_config
+
+    model_dir = Path(__file__).resolve().parents[2] / "model_repository" / "pd_unet1d"
+    params = ProcessingParams.from_dict(processing_params_from_config(read_config(model_dir), 1) or {})
+    session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    t = np.arange(7920)
+    clean = [
+        7.2e5 * np.sin(2 * np.pi * t / 3334 + 0.3),
+        np.round(30 * np.sin(2 * np.pi * t / 2000 + 1.0)),
+        7.2e5 * np.sin(2 * np.pi * t / 3334) + 1e3 * np.sin(0.2 * t),  # AC + a carrier
+        t * 1.0,
+    ]
+    results = run_pipeline(clean, params, lambda w: session.run(None, {"signal": w})[0])
+    assert [len(r.regions) for r in results] == [0, 0, 0, 0]
