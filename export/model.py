@@ -77,7 +77,7 @@ class UNet1D(nn.Module):
     ) -> None:
         super().__init__()
         if (
-            stem_kernel < 0
+            min(stem_kernel, stem_channels) < 0
             or (stem_kernel > 0) != (stem_channels > 0)
             or (stem_kernel and stem_kernel % 2 == 0)
         ):

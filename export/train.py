@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from export.model import UNet1D, save_checkpoint
-from gateway.dsp.processing import DEFAULT_PARAMS, ProcessingParams, preprocess_batch
+from gateway.dsp.processing import DEFAULT_PARAMS, ProcessingParams, parse_overrides, preprocess_batch
 from gateway.dsp.simulator import random_config, simulate
 
 CHECKPOINT = "checkpoint.pt"
@@ -59,6 +59,12 @@ class LowSnr:
     fraction: float = 0.0
     db: tuple[float, float] = (-3.0, 12.0)
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0 or len(self.db) != 2 or self.db[0] > self.db[1]:
+            raise ValueError(
+                "--low-snr-fraction must be in [0, 1] and --low-snr-db two values lo,hi with lo <= hi"
+            )
+
 
 def training_item(
     seed: int, index: int, params: ProcessingParams, low_snr: LowSnr = LowSnr(), fresh_noise: bool = False
@@ -88,7 +94,8 @@ def training_item(
     ]
     item = Item(pre[0], sim.mask, np.asarray(centres, dtype=np.int64), cfg.snr_db)
     if fresh_noise and sim.components is not None and sim.noise_std > 0 and not cfg.quantize_int8:
-        if params.clip is not None or params.soft_clip is not None:
+        if params.clip is not None or params.soft_clip is not None or params.carrier_threshold is not None:
+            # carrier removal picks frequencies from the signal itself: clean and noisy inputs would differ
             raise ValueError("fresh noise needs preprocessing that is a filter and one scale factor")
         linear = params.replace(normalisation="none", max_input=None)
         (filtered,), _ = preprocess_batch([sim.signal], linear)
@@ -179,10 +186,7 @@ def _processing(args: argparse.Namespace) -> ProcessingParams:
     params = DEFAULT_PARAMS
     if args.processing:
         params = ProcessingParams.from_dict(json.loads(Path(args.processing).read_text()))
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        params = params.replace(**{key: json.loads(value)})  # JSON values: 0.5, 3, null, "signal_max"
-    return params
+    return params.replace(**parse_overrides(args.set or []))
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -240,7 +244,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         for k, v in vars(args).items()
         if k not in ("resume", "resumed_argv", "time_limit_s", "stop_after")
     }
-    low_snr = LowSnr(getattr(args, "low_snr_fraction", 0.0), tuple(getattr(args, "low_snr_db", (-3.0, 12.0))))
+    low_snr = LowSnr(getattr(args, "low_snr_fraction", 0.0), tuple(getattr(args, "low_snr_db", LowSnr().db)))
     fresh = bool(getattr(args, "fresh_noise", False))
     pool = Pool(args.seed, params, args.pool, args.refresh_count, low_snr, fresh)
     t0, losses, start_step = time.monotonic(), [], step
@@ -322,7 +326,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dice-weight", type=float, default=1.0)
     p.add_argument("--event-fraction", type=float, default=0.65, help="windows centred on a pulse")
     p.add_argument("--low-snr-fraction", type=float, default=0.0, help="share of low-SNR signals")
-    p.add_argument("--low-snr-db", type=_parse_floats, default=(-3.0, 12.0), help="low SNR range, dB: lo,hi")
+    p.add_argument("--low-snr-db", type=_parse_floats, default=LowSnr().db, help="low SNR range, dB: lo,hi")
     p.add_argument("--fresh-noise", action="store_true", help="a new white-noise draw in every window")
     p.add_argument("--pool", type=int, default=96, help="signals held in memory")
     p.add_argument("--refresh", type=int, default=25, help="steps between pool refreshes")

@@ -145,6 +145,6 @@ def test_optional_stem_round_trips_and_leaves_seed_keys_alone(tmp_path: Path) ->
     x = torch.randn(2, 1, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
-    for kernel, channels in [(8, 4), (9, 0), (0, 4)]:
+    for kernel, channels in [(8, 4), (9, 0), (0, 4), (0, -3)]:
         with pytest.raises(ValueError, match="stem"):
             UNet1D(**SMALL, stem_kernel=kernel, stem_channels=channels)

@@ -63,8 +63,10 @@ def test_batches_are_biased_towards_pulses() -> None:
 
 
 def test_unknown_processing_override_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="no_such_param"):
         _run(tmp_path / "bad", "--set", "no_such_param=1")
+    with pytest.raises(ValueError, match="JSON"):
+        _run(tmp_path / "bad", "--set", "threshold=oops")
 
 
 def test_low_snr_oversampling_draws_noisy_items() -> None:
@@ -99,5 +101,9 @@ def test_fresh_noise_redraws_only_the_white_noise() -> None:
         b, yb = train.sample_batch(np.random.default_rng(k), [it], 1, params.window, 0.5, fresh_noise=False)
         assert np.array_equal(ya, yb) and not np.array_equal(a, b)
         assert np.std(a - b) == pytest.approx(np.sqrt(2) * it.noise_std, rel=0.15)
-    with pytest.raises(ValueError, match="fresh noise"):
-        train.training_item(0, 3, params.replace(soft_clip=3.0), train.LowSnr(1.0), fresh_noise=True)
+    for other in (params.replace(soft_clip=3.0), params.replace(carrier_threshold=8.0)):
+        with pytest.raises(ValueError, match="fresh noise"):
+            train.training_item(0, 3, other, train.LowSnr(1.0), fresh_noise=True)
+    for bad in ((1.5, (0.0, 5.0)), (0.5, (5.0,)), (0.5, (5.0, 1.0))):
+        with pytest.raises(ValueError, match="low-snr"):
+            train.LowSnr(*bad)
