@@ -122,11 +122,16 @@ def parse_options(raw: Mapping[str, Any]) -> DetectOptions:
     return DetectOptions(**opts)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # signals are processed as float32
+
+
 def _check_signal(arr: np.ndarray, index: int) -> np.ndarray:
     if arr.size == 0:
         raise InvalidInput(f"signal {index} is empty")
     if not np.all(np.isfinite(arr)):
         raise InvalidInput(f"signal {index} contains NaN or Inf")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and float(np.max(np.abs(arr))) > _FLOAT32_MAX:
+        raise InvalidInput(f"signal {index} has values beyond the float32 range (|x| > {_FLOAT32_MAX:.3g})")
     return arr
 
 
