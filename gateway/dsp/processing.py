@@ -176,7 +176,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 #: Seed 000's pipeline exactly (its /test-text endpoint): 0.4*fs high-pass, clip, batch-wide max.
 SEED_PARAMS = ProcessingParams()
 
-#: What our shipped model is trained with: gentle high-pass keeps pulse shape, per-signal scale.
+#: The training default and `--profile default`: a gentle high-pass keeps pulse shape, per-signal scale.
+#: The shipped pd_unet1d v1 sets more on top (noise-relative scale, carrier removal; see its config.pbtxt).
 DEFAULT_PARAMS = ProcessingParams(
     window=1024,
     hop=896,
