@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from gateway.dsp.processing import DEFAULT_PARAMS, window_starts
+from gateway.dsp.params import DEFAULT_PARAMS
+from gateway.dsp.processing import window_starts
 
 VSB_SAMPLES = 800_000
 

@@ -31,7 +31,8 @@ import onnxruntime as ort
 from export.ceiling import ceiling as genie_ceiling
 from gateway import repository
 from gateway.dsp.baseline import detect_baseline
-from gateway.dsp.processing import SEED_PARAMS, ProcessingParams, parse_overrides, run_pipeline
+from gateway.dsp.params import SEED_PARAMS, ProcessingParams, parse_overrides
+from gateway.dsp.processing import run_pipeline
 from gateway.dsp.scoring import Accumulator, regions_to_mask
 from gateway.dsp.simulator import SimulatedSignal, random_config, simulate
 

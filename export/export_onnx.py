@@ -28,6 +28,7 @@ import torch
 
 from export.model import ProbabilityModel, UNet1D, load_checkpoint
 from gateway import repository
+from gateway.dsp import params as dsp_params
 from gateway.dsp import processing as proc
 from gateway.dsp.simulator import dataset_item
 from gateway.model_card import model_card
@@ -53,7 +54,7 @@ class ExportResult:
 
 
 def resolve_processing(
-    processing: Mapping[str, Any] | proc.ProcessingParams | None,
+    processing: Mapping[str, Any] | dsp_params.ProcessingParams | None,
     profile: str | None,
     meta: Mapping[str, Any],
     window: int | None,
@@ -65,19 +66,21 @@ def resolve_processing(
     (unknown names are refused), and `window` overrides the stored window.
     """
     if processing is None and profile is not None:
-        profiles = {"seed": proc.SEED_PARAMS, "default": proc.DEFAULT_PARAMS}
+        profiles = {"seed": dsp_params.SEED_PARAMS, "default": dsp_params.DEFAULT_PARAMS}
         if profile not in profiles:
             raise ValueError(f"unknown profile {profile!r}; choose from {sorted(profiles)}")
         processing = profiles[profile]
     if processing is None:
-        processing = meta.get("processing") or (proc.SEED_PARAMS if meta.get("source") == "seed" else None)
+        processing = meta.get("processing") or (
+            dsp_params.SEED_PARAMS if meta.get("source") == "seed" else None
+        )
     if processing is None:
         raise ValueError("no processing params: pass --processing FILE or --profile")
-    if not isinstance(processing, proc.ProcessingParams):
-        processing = proc.ProcessingParams.from_dict(dict(processing))
+    if not isinstance(processing, dsp_params.ProcessingParams):
+        processing = dsp_params.ProcessingParams.from_dict(dict(processing))
     params = processing
     if overrides:
-        params = proc.ProcessingParams.from_dict({**params.to_dict(), **overrides})
+        params = dsp_params.ProcessingParams.from_dict({**params.to_dict(), **overrides})
     if window is not None and int(window) != params.window:
         # Keep the overlap geometry: hop and halo scale with the window.
         scale = int(window) / params.window
@@ -119,7 +122,7 @@ def to_onnx_bytes(model: UNet1D, window: int, opset: int) -> bytes:
 
 def simulated_windows(n: int, window: int, processing: Mapping[str, Any], seed: int = 0) -> np.ndarray:
     """Windows cut from simulated PD signals through the version's own preprocessing, [n, W] float32."""
-    params = proc.ProcessingParams.from_dict(dict(processing))
+    params = dsp_params.ProcessingParams.from_dict(dict(processing))
     out: list[np.ndarray] = []
     index = 0
     while sum(len(w) for w in out) < n:
@@ -165,7 +168,7 @@ def export_checkpoint(
     name: str = "pd_unet1d",
     version: int | None = None,
     window: int | None = None,
-    processing: Mapping[str, Any] | proc.ProcessingParams | None = None,
+    processing: Mapping[str, Any] | dsp_params.ProcessingParams | None = None,
     profile: str | None = None,
     opset: int = 17,
     parity_tol: float = 1e-4,
@@ -294,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             parity_tol=args.parity_tol,
             overwrite=args.overwrite,
             config_options=options,
-            overrides=proc.parse_overrides(args.set or []),
+            overrides=dsp_params.parse_overrides(args.set or []),
         )
     except (ParityError, repository.RepositoryError, ValueError, FileNotFoundError) as e:
         print(f"export failed, nothing written: {e}", file=sys.stderr)

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from export.model import UNet1D, save_checkpoint
-from gateway.dsp.processing import DEFAULT_PARAMS, ProcessingParams, parse_overrides, preprocess_batch
+from gateway.dsp.params import DEFAULT_PARAMS, ProcessingParams, parse_overrides
+from gateway.dsp.processing import preprocess_batch
 from gateway.dsp.simulator import random_config, simulate
 
 CHECKPOINT = "checkpoint.pt"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.dsp.processing import NORMALISATIONS
+from gateway.dsp.params import NORMALISATIONS
 from gateway.errors import InvalidInput, SignalTooLarge, UnsupportedMediaType
 
 JSON_TYPES = ("application/json",)

@@ -24,7 +24,8 @@ import numpy as np
 import onnxruntime as ort
 
 from gateway import repository
-from gateway.dsp.processing import ProcessingParams, make_windows, preprocess_batch
+from gateway.dsp.params import ProcessingParams
+from gateway.dsp.processing import make_windows, preprocess_batch
 from gateway.dsp.simulator import dataset_item
 
 ROOT = Path(__file__).resolve().parents[1]

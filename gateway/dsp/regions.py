@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from gateway.dsp.processing import ProcessingParams
+    from gateway.dsp.params import ProcessingParams
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from gateway.auth import require_inference
 from gateway.decoding import Limits, decode_detect
 from gateway.deps import InferenceDep, SettingsDep
-from gateway.dsp.processing import NORMALISATIONS
+from gateway.dsp.params import NORMALISATIONS
 from gateway.errors import SignalTooLarge
 
 router = APIRouter(tags=["inference"])

@@ -16,15 +16,9 @@ import numpy as np
 
 from gateway import metrics
 from gateway.decoding import DetectOptions
+from gateway.dsp.params import SEED_PARAMS, ProcessingParams
 from gateway.dsp.phase import AcFit, estimate_ac_phase
-from gateway.dsp.processing import (
-    SEED_PARAMS,
-    ProcessingParams,
-    make_windows,
-    postprocess,
-    preprocess_batch,
-    signal_stats,
-)
+from gateway.dsp.processing import make_windows, postprocess, preprocess_batch, signal_stats
 from gateway.dsp.regions import RegionArrays
 from gateway.errors import ModelNotFound, VersionNotFound
 from gateway.services.models import ModelRegistry, ModelVersion

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from gateway import repository as repo
-from gateway.dsp.processing import ProcessingParams
+from gateway.dsp.params import ProcessingParams
 from gateway.errors import (
     InvalidInput,
     ModelNotFound,

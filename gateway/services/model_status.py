@@ -11,7 +11,7 @@ from typing import Any
 from tritonclient.grpc import model_config_pb2 as mc
 
 from gateway import repository as repo
-from gateway.dsp.processing import ProcessingParams
+from gateway.dsp.params import ProcessingParams
 from gateway.errors import Conflict, VersionNotFound
 from gateway.model_card import model_card
 from gateway.services.validation import ValidationReport

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.cache import MetadataCache
-from gateway.dsp.processing import ProcessingParams
+from gateway.dsp.params import ProcessingParams
 from gateway.errors import ModelNotFound, UpstreamError, UpstreamUnavailable, VersionNotFound
 from gateway.repository import processing_key
 from gateway.services.model_status import states_from_index

@@ -18,7 +18,8 @@ import onnxruntime as ort
 from google.protobuf.message import DecodeError
 from tritonclient.grpc import model_config_pb2 as mc
 
-from gateway.dsp.processing import ProcessingParams, make_windows, preprocess_batch
+from gateway.dsp.params import ProcessingParams
+from gateway.dsp.processing import make_windows, preprocess_batch
 from gateway.dsp.simulator import dataset_item
 from gateway.errors import InvalidInput, InvalidModel
 

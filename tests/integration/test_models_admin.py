@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from gateway.cache import MetadataCache
 from gateway.cli import main as cli_main
-from gateway.dsp.processing import ProcessingParams
+from gateway.dsp.params import ProcessingParams
 from gateway.embedded import EmbeddedTriton
 from gateway.errors import ModelRejected
 from gateway.repository import processing_params_from_config, read_config

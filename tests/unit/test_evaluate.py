@@ -10,7 +10,7 @@ import torch
 from export import evaluate
 from export.export_onnx import to_onnx_bytes
 from export.model import UNet1D
-from gateway.dsp.processing import DEFAULT_PARAMS
+from gateway.dsp.params import DEFAULT_PARAMS
 
 
 def test_heldout_is_deterministic_and_disjoint_from_training_seeds() -> None:

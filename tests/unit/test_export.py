@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from export.export_onnx import ParityError, export_checkpoint, main  # noqa: E402
 from export.model import UNet1D, save_checkpoint  # noqa: E402
 from gateway import repository as r  # noqa: E402
-from gateway.dsp.processing import DEFAULT_PARAMS  # noqa: E402
+from gateway.dsp.params import DEFAULT_PARAMS  # noqa: E402
 
 
 def _informative(model: UNet1D) -> UNet1D:

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from gateway.dsp.params import ProcessingParams
 from gateway.dsp.phase import AcFit
-from gateway.dsp.processing import ProcessingParams
 from gateway.dsp.regions import find_region_arrays
 from gateway.services.inference import regions_json
 

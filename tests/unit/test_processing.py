@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.dsp.params import DEFAULT_PARAMS, SEED_PARAMS, ProcessingParams
 from gateway.dsp.phase import estimate_ac_phase
 from gateway.dsp.processing import (
-    DEFAULT_PARAMS,
-    SEED_PARAMS,
-    ProcessingParams,
     make_windows,
     preprocess_batch,
     run_pipeline,
@@ -210,7 +208,7 @@ def test_max_input_scales_down_linearly_and_keeps_shape() -> None:
 
 
 def test_carrier_removal_subtracts_carriers_and_keeps_pulses_and_noise() -> None:
-    from gateway.dsp.processing import CARRIER_MIN_SAMPLES, remove_carriers
+    from gateway.dsp.carriers import CARRIER_MIN_SAMPLES, remove_carriers
     from gateway.dsp.simulator import SimConfig, simulate
 
     cfg = SimConfig(
@@ -240,7 +238,7 @@ def test_carrier_removal_subtracts_carriers_and_keeps_pulses_and_noise() -> None
 
 @pytest.mark.parametrize("n", [1, 255, 256, 1024, 5000])
 def test_carrier_removal_runs_at_any_length(n: int) -> None:
-    from gateway.dsp.processing import CARRIER_MIN_SAMPLES, remove_carriers
+    from gateway.dsp.carriers import CARRIER_MIN_SAMPLES, remove_carriers
 
     noise = np.random.default_rng(n).normal(size=n)
     x = noise + 1e3 * np.sin(np.arange(n) * 0.7 + 0.4)  # a carrier 60 dB above the noise
@@ -254,7 +252,7 @@ def test_carrier_removal_runs_at_any_length(n: int) -> None:
 
 
 def test_params_refuse_wrong_types_and_parse_overrides() -> None:
-    from gateway.dsp.processing import parse_overrides
+    from gateway.dsp.params import parse_overrides
 
     for bad in (
         {"align_last_window": "false"},

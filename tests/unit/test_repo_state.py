@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway import repository as r
-from gateway.dsp.processing import DEFAULT_PARAMS
+from gateway.dsp.params import DEFAULT_PARAMS
 from gateway.services import repo_state as rs
 
 

@@ -12,7 +12,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from gateway import repository as r
-from gateway.dsp.processing import DEFAULT_PARAMS, SEED_PARAMS
+from gateway.dsp.params import DEFAULT_PARAMS, SEED_PARAMS
 from gateway.model_card import model_card
 
 ONNX = b"not really onnx, the writer does not parse it"

@@ -11,7 +11,7 @@ import torch
 
 from export import train
 from export.model import load_checkpoint
-from gateway.dsp.processing import DEFAULT_PARAMS
+from gateway.dsp.params import DEFAULT_PARAMS
 
 TINY = [
     *("--widths", "4,8", "--dilations", "1,2", "--batch", "4", "--pool", "4", "--refresh", "2"),

@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto
 from tritonclient.grpc import model_config_pb2 as mc
 
-from gateway.dsp.processing import DEFAULT_PARAMS
+from gateway.dsp.params import DEFAULT_PARAMS
 from gateway.errors import InvalidInput, InvalidModel
 from gateway.repository import build_config
 from gateway.services.validation import Contract, merge_processing, validate_onnx

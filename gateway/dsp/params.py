@@ -1,0 +1,180 @@
+"""The processing parameters of a model version (`ProcessingParams`) and the two profiles we name.
+
+Every tunable of the pre/post-processing belongs to a model version and is stored in its Triton config, so
+the same code serves seed 000's checkpoints (`SEED_PARAMS`, reproduced exactly) and our own models. The
+functions that use them live in gateway.dsp.processing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Normalisation = Literal["batch_max", "signal_max", "signal_mad", "none"]
+NORMALISATIONS: tuple[str, ...] = ("batch_max", "signal_max", "signal_mad", "none")
+
+
+@dataclass(frozen=True)
+class ProcessingParams:
+    """Everything between raw samples and PD regions, for one model version.
+
+    window/hop: model input length and stride between windows (hop < window means overlap).
+    halo: samples at each inner window edge that do not vote when stitching (0 = plain averaging).
+    align_last_window: end the last window exactly at the signal's end (it overlaps its neighbour more)
+        instead of zero padding it (seed 000 padded). A model trained on windows inside signals never saw
+        a signal stop dead inside a window; there it may take the drop to zero for a pulse.
+    highpass_wn: Butterworth high-pass cut-off as a fraction of Nyquist (None = no filter), zero-phase.
+    carrier_threshold: subtract discrete spectral interference after the filter (`remove_carriers`):
+        sinusoids whose spectral peak exceeds this many times the local noise floor (None = off). A PD
+        pulse is broadband and loses nothing; a radio carrier is one tall narrow peak and goes.
+    clip: symmetric clip applied after the filter (None = none).
+    normalisation: "batch_max" divides by the max |x| over the whole request (seed 000),
+        "signal_max" by each signal's own max |x|, "signal_mad" by `mad_scale` times the signal's robust
+        noise level (median absolute deviation / 0.6745), so pulses are measured against the noise and a
+        large interference burst does not shrink them; "none" leaves the scale alone.
+    soft_clip: after normalising, c * tanh(x / c) bounds the input smoothly (None = off).
+    noise_floor: with "signal_mad", the noise level is taken as at least this fraction of the raw signal's
+        max |x|, and for a signal whose samples are all integers (a digitiser's counts, e.g. VSB int8)
+        at least one count (None = off). A signal with no noise at all (a pure AC, a synthetic trace) is
+        then not blown up until the filter's start-up transient or its own quantisation steps look like
+        pulses.
+    max_input: after normalising, a signal whose max |x| exceeds this is scaled down to it, linearly, so
+        pulse shapes survive (None = off). With "signal_mad" it keeps clean signals, whose noise level is
+        near 0, from becoming huge inputs.
+    valid_threshold: a signal is valid when max |preprocessed| > this; invalid signals are not inferred.
+    threshold: probability above which a sample belongs to a PD region.
+    min_region_peak: drop regions whose signed max of the preprocessed signal is below this (None = keep).
+    drop_edge_regions: drop regions starting at sample 0 (seed 000's /test endpoint did).
+    min_region_samples / merge_gap: drop shorter runs; merge runs separated by at most this many samples.
+    """
+
+    window: int = 1024
+    hop: int = 512
+    halo: int = 0
+    align_last_window: bool = False
+    highpass_order: int = 3
+    highpass_wn: float | None = 0.8
+    carrier_threshold: float | None = None
+    clip: float | None = 800000.0
+    normalisation: Normalisation = "batch_max"
+    mad_scale: float = 10.0
+    soft_clip: float | None = None
+    noise_floor: float | None = None
+    max_input: float | None = None
+    valid_threshold: float = 0.1
+    threshold: float = 0.5
+    min_region_peak: float | None = None
+    drop_edge_regions: bool = False
+    min_region_samples: int = 1
+    merge_gap: int = 0
+
+    def __post_init__(self) -> None:
+        problems = _type_problems(self)
+        if problems:  # the range checks below assume the right types
+            raise ValueError("; ".join(problems))
+        if self.window < 16:
+            problems.append("window must be >= 16")
+        if not 1 <= self.hop <= self.window:
+            problems.append("hop must be in [1, window]")
+        if self.halo < 0 or self.hop > self.window - 2 * self.halo:
+            problems.append("halo must be >= 0 and hop <= window - 2*halo (full coverage)")
+        if self.highpass_wn is not None and not 0.0 < self.highpass_wn < 1.0:
+            problems.append("highpass_wn must be in (0, 1) or null")
+        if not 1 <= self.highpass_order <= 8:
+            problems.append("highpass_order must be in [1, 8]")
+        if self.carrier_threshold is not None and not self.carrier_threshold > 1:
+            problems.append("carrier_threshold must be > 1 or null")
+        if self.clip is not None and not self.clip > 0:
+            problems.append("clip must be > 0 or null")
+        if self.soft_clip is not None and not self.soft_clip > 0:
+            problems.append("soft_clip must be > 0 or null")
+        if self.noise_floor is not None and not 0 < self.noise_floor < 1:
+            problems.append("noise_floor must be in (0, 1) or null")
+        if self.max_input is not None and not self.max_input > 0:
+            problems.append("max_input must be > 0 or null")
+        if not self.mad_scale > 0:
+            problems.append("mad_scale must be > 0")
+        if self.normalisation not in NORMALISATIONS:
+            problems.append(f"normalisation must be one of {NORMALISATIONS}")
+        if not 0.0 < self.threshold < 1.0:
+            problems.append("threshold must be in (0, 1)")
+        if self.valid_threshold < 0 or self.min_region_samples < 1 or self.merge_gap < 0:
+            problems.append("valid_threshold, merge_gap must be >= 0 and min_region_samples >= 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProcessingParams:
+        """Build from a dict, rejecting unknown keys (a typo must not silently fall back to a default)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown processing parameter(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> ProcessingParams:
+        return dataclasses.replace(self, **changes)
+
+
+_BOOLS = ("align_last_window", "drop_edge_regions")
+_INTS = ("window", "hop", "halo", "highpass_order", "min_region_samples", "merge_gap")
+
+
+def _type_problems(params: ProcessingParams) -> list[str]:
+    """JSON gives any type: a "false" string must not pass for a bool, nor a bool for a number."""
+    problems = []
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if f.name in _BOOLS:
+            ok = isinstance(value, bool)
+        elif f.name in _INTS:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif f.name == "normalisation":
+            ok = isinstance(value, str)
+        else:  # floats, most of them optional
+            ok = (value is None and "None" in str(f.type)) or (
+                isinstance(value, int | float) and not isinstance(value, bool)
+            )
+        if not ok:
+            problems.append(f"{f.name} has the wrong type ({type(value).__name__})")
+    return problems
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """The CLIs' `--set KEY=JSON` items as a dict; ValueError for a malformed item or an unknown key."""
+    known = {f.name for f in dataclasses.fields(ProcessingParams)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"--set {item!r}: expected KEY=JSON, KEY one of {', '.join(sorted(known))}")
+        try:
+            out[key] = json.loads(value)  # 0.5, 3, null, true, "signal_mad"
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--set {item!r}: the value must be JSON ({e.msg})") from e
+    return out
+
+
+#: Seed 000's pipeline exactly (its /test-text endpoint): 0.4*fs high-pass, clip, batch-wide max.
+SEED_PARAMS = ProcessingParams()
+
+#: The training default and `--profile default`: a gentle high-pass keeps pulse shape, per-signal scale.
+#: The shipped pd_unet1d v1 sets more on top (noise-relative scale, carrier removal; see its config.pbtxt).
+DEFAULT_PARAMS = ProcessingParams(
+    window=1024,
+    hop=896,
+    halo=64,
+    highpass_wn=0.02,
+    clip=None,
+    normalisation="signal_max",
+    valid_threshold=0.0,
+)
