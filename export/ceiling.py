@@ -15,8 +15,10 @@ every advantage a real detector lacks:
 
 Signals without white noise are scored as perfect. The same genie with one threshold for the whole set
 is reported too ("global"); a real detector can beat that one on buckets where it can afford a higher
-threshold, so the per-signal figure is the bound. Read it as "no detector should be expected above
-this"; it is a bound on the set, not a detector for the gateway.
+threshold, so the per-signal figure is the bound. With know_shapes=False the genie loses only the
+knowledge of each pulse's waveform and searches the generic bank alone ("shape-blind"): the closest of
+these idealised detectors to one a gateway could run with one operating point. Read every figure as "no
+detector should be expected above this"; each is a bound on the set, not a detector for the gateway.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def genie_counts(
     collar: int,
     thresholds: Sequence[float] = THRESHOLDS,
     bank: Sequence[np.ndarray] | None = None,
+    *,
+    know_shapes: bool = True,
 ) -> np.ndarray:
     """(tp, fp, fn) of the genie detector on one signal, one row per threshold: int array [len(T), 3]."""
     n_true = len(sim.pulses)
@@ -80,7 +84,7 @@ def genie_counts(
     assert comps is not None
     pd, noise = comps["pd"], comps["noise"]
     shapes = list(generic_bank() if bank is None else bank)
-    for p in sim.pulses:  # the genie's knowledge: every true waveform
+    for p in sim.pulses if know_shapes else ():  # the genie's knowledge: every true waveform
         w = pd[p.start : p.end]
         shapes.append(w / float(np.max(np.abs(w))))
     z_signal = _detection_statistic(pd + noise, shapes, sim.noise_std)
@@ -110,25 +114,36 @@ def ceiling(
     keys: Callable[[SimulatedSignal], list[str]],
     collar: int,
     thresholds: Sequence[float] = THRESHOLDS,
+    *,
+    know_shapes: bool = True,
 ) -> dict[str, Any]:
-    """{"buckets": {bucket: scores, threshold picked per signal}, "global": {"threshold", scores with the
-    one best threshold for the whole set}, "by_threshold": {T: overall scores}}."""
+    """Scores of the genie on `signals`, overall and per bucket (`keys`).
+
+    {"buckets": {bucket: scores, threshold picked per signal}, "global": {"threshold", scores with the one
+    best threshold for the whole set}, "global_buckets": {bucket: scores at that threshold},
+    "by_threshold": {T: overall scores}, "know_shapes": bool}.
+    know_shapes=False takes the true waveforms out of the bank: the genie then searches only the generic
+    shapes, like a detector that knows the pulse family but not each pulse.
+    """
     bank = generic_bank()
     adaptive: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(3, dtype=np.int64))
+    per_t: dict[str, np.ndarray] = defaultdict(lambda: np.zeros((len(thresholds), 3), dtype=np.int64))
     n_signals: dict[str, int] = defaultdict(int)
-    total = np.zeros((len(thresholds), 3), dtype=np.int64)
     for sim in signals:
-        counts = genie_counts(sim, collar, thresholds, bank)
-        total += counts
+        counts = genie_counts(sim, collar, thresholds, bank, know_shapes=know_shapes)
         # fewest errors; on a tie the higher threshold (later index) wins
         best = min(range(len(thresholds)), key=lambda i: (int(counts[i, 1] + counts[i, 2]), -i))
         for key in dict.fromkeys(["all", *keys(sim)]):
             adaptive[key] += counts[best]
+            per_t[key] += counts
             n_signals[key] += 1
+    total = per_t["all"]
     by_t = {float(t): event_scores(*map(int, total[i])) for i, t in enumerate(thresholds)}
     g = max(range(len(thresholds)), key=lambda i: by_t[float(thresholds[i])]["f1"])
     return {
         "buckets": {key: _scores(c, n_signals[key]) for key, c in adaptive.items()},
         "global": {"threshold": float(thresholds[g]), **_scores(total[g], n_signals["all"])},
+        "global_buckets": {key: _scores(c[g], n_signals[key]) for key, c in per_t.items()},
         "by_threshold": by_t,
+        "know_shapes": know_shapes,
     }

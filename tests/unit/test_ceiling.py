@@ -51,3 +51,16 @@ def test_per_signal_and_global_thresholds_and_buckets_add_up() -> None:
     assert b["all"]["tp"] == b["noisy"]["tp"] + b["clean"]["tp"]
     assert b["clean"]["f1"] == 1.0 and b["all"]["n_true"] == sum(len(s.pulses) for s in sims)
     assert np.isfinite(b["all"]["precision"])
+
+
+def test_shape_blind_genie_finds_no_more_than_the_genie_and_buckets_add_up() -> None:
+    sims = [_sim(snr, seed=i) for i, snr in enumerate([3.0, 6.0, 9.0, 0.0])]
+    keys = lambda s: ["low" if s.config.snr_db < 4.0 else "high"]  # noqa: E731
+    genie = ceiling(sims, keys, collar=10)
+    blind = ceiling(sims, keys, collar=10, know_shapes=False)
+    assert genie["know_shapes"] and not blind["know_shapes"]
+    for t, g in genie["by_threshold"].items():  # same noise, a bank without the true shapes: fewer hits
+        assert blind["by_threshold"][t]["recall"] <= g["recall"]
+    at_t = blind["global_buckets"]
+    assert at_t["all"]["tp"] == at_t["low"]["tp"] + at_t["high"]["tp"]
+    assert at_t["all"]["f1"] == blind["global"]["f1"] and at_t["all"]["n_true"] == genie["global"]["n_true"]

@@ -30,7 +30,7 @@ def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
     proc.write_text(json.dumps(DEFAULT_PARAMS.to_dict()))
     out = tmp_path / "eval"
     argv = ["--onnx", str(onnx_path), "--processing", str(proc), "--out", str(out)]
-    argv += ["--n-signals", "5", "--n-vsb-full", "0", "--threads", "1"]
+    argv += ["--n-signals", "5", "--n-vsb-full", "0", "--threads", "1", "--ceiling"]
     assert evaluate.main(argv) == 0
     report = json.loads(Path(f"{out}.json").read_text())
     assert set(report["detectors"]) == {"model", "model_seedpp", "baseline"}
@@ -43,3 +43,7 @@ def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
         assert any(k.startswith("interference:") for k in summary)
     md = Path(f"{out}.md").read_text()
     assert "| model |" in md and "| baseline |" in md and "| model_seedpp |" in md
+    genie, blind = report["ceiling"], report["ceiling_blind"]
+    assert genie["know_shapes"] and not blind["know_shapes"]
+    assert genie["buckets"]["all"]["n_true"] == blind["global_buckets"]["all"]["n_true"]
+    assert "## Ceiling" in md and "shape-blind, one T" in md
