@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.fft import prev_fast_len, rfft
 
 CARRIER_BLOCK = 64  # spectrum bins per block of the local noise floor (median magnitude)
 CARRIER_MIN_SAMPLES = 4 * CARRIER_BLOCK  # shorter signals have too few bins for a noise floor
@@ -17,15 +18,17 @@ def remove_carriers(x: np.ndarray, threshold: float) -> np.ndarray:
     interpolated); each local peak above `threshold` x the floor is a carrier. Its frequency is refined
     between bins (Grandke's interpolation for the Hann window), its amplitude and phase are fitted by
     least squares over the whole signal, and it is subtracted. Unlike zeroing spectrum bins this leaves no
-    ringing at the signal's ends and removes no noise or pulse energy. O(n log n) for the spectrum and
-    O(n) per carrier.
+    ringing at the signal's ends and removes no noise or pulse energy. The spectrum is taken over the
+    first m samples, m the largest length <= n the FFT is fast at (at most a few % shorter; a length with
+    a large prime factor made it up to 30x slower): O(m log m) for the spectrum and O(n) per carrier.
     """
     n = x.size
     if n < CARRIER_MIN_SAMPLES:
         return x
     y = np.asarray(x, dtype=np.float64).copy()
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)  # periodic Hann: the estimator below is exact
-    spec = np.abs(np.fft.rfft(y * window))
+    m = prev_fast_len(n, real=True)
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(m) / m)  # periodic Hann: the estimator below is exact
+    spec = np.abs(rfft(y[:m] * window))
     n_blocks = spec.size // CARRIER_BLOCK
     medians = np.median(spec[: n_blocks * CARRIER_BLOCK].reshape(n_blocks, CARRIER_BLOCK), axis=1)
     floor = np.interp(np.arange(spec.size), (np.arange(n_blocks) + 0.5) * CARRIER_BLOCK, medians)
@@ -40,7 +43,7 @@ def remove_carriers(x: np.ndarray, threshold: float) -> np.ndarray:
             continue
         lo, mid, hi = spec[b - 1], spec[b], spec[b + 1]
         delta = 2.0 * (hi - lo) / (lo + 2.0 * mid + hi)  # exact for one tone under the periodic Hann window
-        phase = (2.0 * np.pi * (b + delta) / n) * t
+        phase = (2.0 * np.pi * (b + delta) / m) * t
         c, s = np.cos(phase), np.sin(phase)
         gram = np.array([[c @ c, c @ s], [c @ s, s @ s]])
         a_cos, a_sin = np.linalg.solve(gram, [c @ y, s @ y])

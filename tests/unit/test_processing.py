@@ -236,7 +236,7 @@ def test_carrier_removal_subtracts_carriers_and_keeps_pulses_and_noise() -> None
         DEFAULT_PARAMS.replace(carrier_threshold=1.0)
 
 
-@pytest.mark.parametrize("n", [1, 255, 256, 1024, 5000])
+@pytest.mark.parametrize("n", [1, 255, 256, 359, 1024, 5000, 5003, 20_011])  # 359, 5003, 20011: prime
 def test_carrier_removal_runs_at_any_length(n: int) -> None:
     from gateway.dsp.carriers import CARRIER_MIN_SAMPLES, remove_carriers
 
