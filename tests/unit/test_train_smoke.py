@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from export import train
+from export import data, train
 from export.model import load_checkpoint
 from gateway.dsp.params import DEFAULT_PARAMS
 
@@ -51,14 +51,14 @@ def test_resume_reproduces_uninterrupted_run(tmp_path: Path) -> None:
 
 
 def test_batches_are_biased_towards_pulses() -> None:
-    items = [train.training_item(0, i, DEFAULT_PARAMS) for i in range(6)]
+    items = [data.training_item(0, i, DEFAULT_PARAMS) for i in range(6)]
     assert any(it.centres.size for it in items)
     rng = np.random.default_rng(0)
-    x, y = train.sample_batch(rng, items, 64, DEFAULT_PARAMS.window, event_fraction=1.0)
+    x, y = data.sample_batch(rng, items, 64, DEFAULT_PARAMS.window, event_fraction=1.0)
     with_pd = [it for it in items if it.mask.any()]
     assert x.shape == y.shape == (64, 1, DEFAULT_PARAMS.window) and with_pd
     assert np.isfinite(x).all() and set(np.unique(y)) <= {0.0, 1.0}
-    _, y_random = train.sample_batch(np.random.default_rng(0), items, 64, DEFAULT_PARAMS.window, 0.0)
+    _, y_random = data.sample_batch(np.random.default_rng(0), items, 64, DEFAULT_PARAMS.window, 0.0)
     assert y.sum() > y_random.sum()  # centring on pulses finds more PD samples than random windows
 
 
@@ -71,10 +71,10 @@ def test_unknown_processing_override_is_rejected(tmp_path: Path) -> None:
 
 def test_low_snr_oversampling_draws_noisy_items() -> None:
     """Fraction 1: every signal gets white noise in the low-SNR range. Fraction 0 changes nothing."""
-    low = [train.training_item(0, i, DEFAULT_PARAMS, train.LowSnr(1.0, (-2.0, 1.0))) for i in range(8)]
+    low = [data.training_item(0, i, DEFAULT_PARAMS, data.LowSnr(1.0, (-2.0, 1.0))) for i in range(8)]
     assert all(it.snr_db is not None and -2.0 <= it.snr_db <= 1.0 for it in low)
-    plain = [train.training_item(0, i, DEFAULT_PARAMS) for i in range(8)]
-    off = [train.training_item(0, i, DEFAULT_PARAMS, train.LowSnr(0.0)) for i in range(8)]
+    plain = [data.training_item(0, i, DEFAULT_PARAMS) for i in range(8)]
+    off = [data.training_item(0, i, DEFAULT_PARAMS, data.LowSnr(0.0)) for i in range(8)]
     assert all(np.array_equal(a.x, b.x) and a.snr_db == b.snr_db for a, b in zip(plain, off, strict=True))
     assert any(it.snr_db is None or not -2.0 <= it.snr_db <= 1.0 for it in plain)
 
@@ -89,7 +89,7 @@ def test_stem_and_low_snr_flags_reach_the_checkpoint(tmp_path: Path) -> None:
 def test_fresh_noise_redraws_only_the_white_noise() -> None:
     params = DEFAULT_PARAMS.replace(normalisation="signal_mad", mad_scale=4.0, max_input=20.0)
     items = [
-        train.training_item(0, i, params, train.LowSnr(1.0, (0.0, 5.0)), fresh_noise=True) for i in range(8)
+        data.training_item(0, i, params, data.LowSnr(1.0, (0.0, 5.0)), fresh_noise=True) for i in range(8)
     ]
     fresh = [it for it in items if it.clean is not None]
     assert fresh  # float signals with white noise keep their clean part (int8 ones cannot)
@@ -97,13 +97,13 @@ def test_fresh_noise_redraws_only_the_white_noise() -> None:
         residual = it.x - it.clean  # the stored input is the clean part plus its own noise draw
         assert np.std(residual) == pytest.approx(it.noise_std, rel=0.05)
     for k, it in enumerate(fresh):  # one window: same position and label, a new noise draw
-        a, ya = train.sample_batch(np.random.default_rng(k), [it], 1, params.window, 0.5, fresh_noise=True)
-        b, yb = train.sample_batch(np.random.default_rng(k), [it], 1, params.window, 0.5, fresh_noise=False)
+        a, ya = data.sample_batch(np.random.default_rng(k), [it], 1, params.window, 0.5, fresh_noise=True)
+        b, yb = data.sample_batch(np.random.default_rng(k), [it], 1, params.window, 0.5, fresh_noise=False)
         assert np.array_equal(ya, yb) and not np.array_equal(a, b)
         assert np.std(a - b) == pytest.approx(np.sqrt(2) * it.noise_std, rel=0.15)
     for other in (params.replace(soft_clip=3.0), params.replace(carrier_threshold=8.0)):
         with pytest.raises(ValueError, match="fresh noise"):
-            train.training_item(0, 3, other, train.LowSnr(1.0), fresh_noise=True)
+            data.training_item(0, 3, other, data.LowSnr(1.0), fresh_noise=True)
     for bad in ((1.5, (0.0, 5.0)), (0.5, (5.0,)), (0.5, (5.0, 1.0))):
         with pytest.raises(ValueError, match="low-snr"):
-            train.LowSnr(*bad)
+            data.LowSnr(*bad)
