@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from export.ceiling import ceiling as genie_ceiling
+from export.report import markdown
 from gateway import repository
 from gateway.dsp.baseline import detect_baseline
 from gateway.dsp.params import SEED_PARAMS, ProcessingParams, parse_overrides
@@ -155,90 +156,6 @@ def evaluate(
         result["ceiling_blind"] = genie_ceiling(signals, bucket_keys, collar, know_shapes=False)
         timing["ceiling"] = round(time.perf_counter() - t0, 2)
     return result
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.3f}"
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """Overall table, then per-bucket F1/P/R/IoU for every detector side by side."""
-    dets = report["detectors"]
-    names = list(dets)
-    lines = [
-        f"Held-out set: seed {report['heldout']['seed']}, {report['heldout']['n_signals']} signals; "
-        f"collar {report['collar']} samples; IoU = micro mask IoU.",
-        "",
-        "| detector | precision | recall | F1 | IoU | signal MCC | true | pred |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name in names:
-        a = dets[name]["all"]
-        lines.append(
-            f"| {name} | {_fmt(a['precision'])} | {_fmt(a['recall'])} | {_fmt(a['f1'])} | {_fmt(a['iou'])} "
-            f"| {_fmt(a['signal_mcc'])} | {a['n_true']} | {a['n_pred']} |"
-        )
-    keys = sorted({k for d in dets.values() for k in d if k != "all"})
-    head = " | ".join(f"{n} F1 | {n} P | {n} R | {n} IoU" for n in names)
-    lines += ["", f"| bucket | signals | true events | {head} |", "|---" * (3 + 4 * len(names)) + "|"]
-    for key in keys:
-        first = next(d[key] for d in dets.values() if key in d)
-        cells = []
-        for n in names:
-            b = dets[n].get(key)
-            cells.append(
-                " | ".join(_fmt(b[m]) for m in ("f1", "precision", "recall", "iou"))
-                if b
-                else " | ".join("-" * 4)
-            )
-        lines.append(f"| {key} | {first['n_signals']} | {first['n_true']} | {' | '.join(cells)} |")
-    lines += [
-        "",
-        "PD-free signals (bucket pd:free) have no true events: any region found there is a false positive.",
-    ]
-    if "ceiling" in report:
-        lines += _ceiling_lines(report["ceiling"], report.get("ceiling_blind"), dets.get("model"))
-    return "\n".join(lines) + "\n"
-
-
-def _ceiling_lines(
-    ceil: dict[str, Any], blind: dict[str, Any] | None, model: dict[str, Any] | None
-) -> list[str]:
-    """The genie matched-filter bounds per bucket, next to the model's F1."""
-    g = ceil["global"]
-    lines = [
-        "",
-        "## Ceiling: genie matched filter (export.ceiling)",
-        "",
-        "The genie knows the noise level, sees only PD + white noise (no AC, carriers, interference or int8 "
-        "rounding), is never charged for side lobes, and picks the best threshold for each signal after the "
-        "fact. No detector should be expected above it. With one threshold for the whole set "
-        f"(T = {g['threshold']}) it reaches F1 {_fmt(g['f1'])}.",
-    ]
-    if blind is None:
-        blind = {"buckets": {}, "global_buckets": {}, "global": {}}
-    else:
-        bg = blind["global"]
-        lines += [
-            "",
-            "The shape-blind genie is the same detector without each pulse's true waveform: it searches only "
-            "the generic bank of the simulator's pulse family. With one threshold for the whole set "
-            f"(T = {bg['threshold']}), as the model has, it reaches F1 {_fmt(bg['f1'])} "
-            f"(P {_fmt(bg['precision'])}, R {_fmt(bg['recall'])}).",
-        ]
-    lines += [
-        "",
-        "| bucket | true events | genie F1 | shape-blind F1 | shape-blind, one T: F1 | P | R | model F1 |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for key in ["all", *sorted(k for k in ceil["buckets"] if k != "all")]:
-        cells = [_fmt(ceil["buckets"][key]["f1"])]
-        b, bg = blind["buckets"].get(key), blind["global_buckets"].get(key)
-        cells.append(_fmt(b["f1"]) if b else "-")
-        cells += [_fmt(bg[k]) for k in ("f1", "precision", "recall")] if bg else ["-"] * 3
-        cells.append(_fmt(model[key]["f1"]) if model and key in model else "-")
-        lines.append(f"| {key} | {ceil['buckets'][key]['n_true']} | {' | '.join(cells)} |")
-    return lines
 
 
 def _load_model(args: argparse.Namespace) -> tuple[str | bytes, ProcessingParams, str]:
