@@ -139,7 +139,8 @@ def ceiling(
             n_signals[key] += 1
     total = per_t["all"]
     by_t = {float(t): event_scores(*map(int, total[i])) for i, t in enumerate(thresholds)}
-    g = max(range(len(thresholds)), key=lambda i: by_t[float(thresholds[i])]["f1"])
+    # best F1; on a tie the higher threshold wins, as in the per-signal pick
+    g = max(range(len(thresholds)), key=lambda i: (by_t[float(thresholds[i])]["f1"], i))
     return {
         "buckets": {key: _scores(c, n_signals[key]) for key, c in adaptive.items()},
         "global": {"threshold": float(thresholds[g]), **_scores(total[g], n_signals["all"])},

@@ -62,7 +62,7 @@ def resolve_processing(
 ) -> dict[str, Any]:
     """The version's processing dict: explicit > profile > checkpoint's own > seed params for seed weights.
 
-    Validated through gateway.dsp.processing.ProcessingParams; `overrides` then replace single params
+    Validated through gateway.dsp.params.ProcessingParams; `overrides` then replace single params
     (unknown names are refused), and `window` overrides the stored window.
     """
     if processing is None and profile is not None:
@@ -255,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=None, help="default: the processing params' window")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--processing", type=Path, help="JSON file of ProcessingParams")
-    src.add_argument("--profile", choices=["seed", "default"], help="gateway.dsp.processing preset")
+    src.add_argument("--profile", choices=["seed", "default"], help="gateway.dsp.params preset")
     p.add_argument("--set", action="append", metavar="KEY=JSON", help="override one processing param")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--parity-tol", type=float, default=1e-4)

@@ -58,10 +58,10 @@ def _ceiling_lines(
         "",
         "## Ceiling: genie matched filter (export.ceiling)",
         "",
-        "The genie knows the noise level, sees only PD + white noise (no AC, carriers, interference or int8 "
-        "rounding), is never charged for side lobes, and picks the best threshold for each signal after the "
-        "fact. No detector should be expected above it. With one threshold for the whole set "
-        f"(T = {g['threshold']}) it reaches F1 {_fmt(g['f1'])}.",
+        "The genie knows each pulse's true shape and the noise level, sees only PD + white noise (no AC, "
+        "carriers, interference or int8 rounding), is never charged for side lobes, and picks the best "
+        "threshold for each signal after the fact. No detector should be expected above it. With one "
+        f"threshold for the whole set (T = {g['threshold']}) it reaches F1 {_fmt(g['f1'])}.",
     ]
     if blind is None:
         blind = {"buckets": {}, "global_buckets": {}, "global": {}}
@@ -70,8 +70,9 @@ def _ceiling_lines(
         lines += [
             "",
             "The shape-blind genie is the same detector without each pulse's true waveform: it searches only "
-            "the generic bank of the simulator's pulse family. With one threshold for the whole set "
-            f"(T = {bg['threshold']}), as the model has, it reaches F1 {_fmt(bg['f1'])} "
+            "the generic bank of the simulator's pulse family. Per signal it is a bound; with one "
+            f"z-threshold for the whole set (T = {bg['threshold']}) it is a reference for an ideal "
+            f"fixed-threshold detector: F1 {_fmt(bg['f1'])} "
             f"(P {_fmt(bg['precision'])}, R {_fmt(bg['recall'])}).",
         ]
     lines += [
