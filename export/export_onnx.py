@@ -27,6 +27,7 @@ import onnxruntime as ort
 import torch
 
 from export.model import ProbabilityModel, UNet1D, load_checkpoint
+from export.report import card_metrics
 from gateway import repository
 from gateway.dsp import params as dsp_params
 from gateway.dsp import processing as proc
@@ -176,8 +177,12 @@ def export_checkpoint(
     overwrite: bool = False,
     config_options: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
 ) -> ExportResult:
-    """Export, verify and write one version; raises ParityError (nothing written) above `parity_tol`."""
+    """Export, verify and write one version; raises ParityError (nothing written) above `parity_tol`.
+
+    `metrics` goes into the model card's `pd:metrics`; without it the checkpoint's own metrics do.
+    """
     model_dir = repository.model_path(repo, name)
     if (
         version is not None
@@ -209,7 +214,7 @@ def export_checkpoint(
         pretrained=meta["source"] == "seed",
         pretrained_source=SEED_SOURCE if meta["source"] == "seed" else None,
         training_data=meta.get("training_data"),
-        metrics=meta.get("metrics"),
+        metrics=meta.get("metrics") if metrics is None else metrics,
         **{
             "mlm:hyperparameters": dict(meta.get("hyperparameters") or {}),
             "pd:checkpoint": {
@@ -259,6 +264,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=JSON", help="override one processing param")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--parity-tol", type=float, default=1e-4)
+    p.add_argument(
+        "--metrics", type=Path, help="an export.evaluate JSON report: its figures go into the card"
+    )
+    p.add_argument("--validation-metrics", type=Path, help="the validation run's export.evaluate JSON report")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     serving = p.add_argument_group("config.pbtxt (unset: keep the existing config's value, or the default)")
     serving.add_argument("--max-batch-size", type=int)
@@ -285,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     processing = json.loads(args.processing.read_text()) if args.processing else None
     try:
+        metrics = None
+        if args.metrics:
+            val = json.loads(args.validation_metrics.read_text()) if args.validation_metrics else None
+            metrics = card_metrics(json.loads(args.metrics.read_text()), val)
+        elif args.validation_metrics:
+            raise ValueError("--validation-metrics needs --metrics")
         result = export_checkpoint(
             args.checkpoint,
             args.repo,
@@ -298,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             config_options=options,
             overrides=dsp_params.parse_overrides(args.set or []),
+            metrics=metrics,
         )
-    except (ParityError, repository.RepositoryError, ValueError, FileNotFoundError) as e:
+    except (ParityError, repository.RepositoryError, ValueError, KeyError, FileNotFoundError) as e:
         print(f"export failed, nothing written: {e}", file=sys.stderr)
         return 1
     for case, diff in result.parity.items():

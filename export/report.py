@@ -88,3 +88,42 @@ def _ceiling_lines(
         cells.append(_fmt(model[key]["f1"]) if model and key in model else "-")
         lines.append(f"| {key} | {ceil['buckets'][key]['n_true']} | {' | '.join(cells)} |")
     return lines
+
+
+def _rounded(scores: dict[str, Any], keys: tuple[str, ...] = ("f1", "iou", "precision", "recall")) -> dict:
+    return {k: round(float(scores[k]), 4) for k in keys if k in scores}
+
+
+def card_metrics(report: dict[str, Any], validation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model card's `pd:metrics` from an evaluation report (and a validation one): overall figures only.
+
+    `report` and `validation` are export.evaluate JSON reports; the model's own row must be in `report`.
+    """
+    dets = report.get("detectors", {})
+    if "model" not in dets:
+        raise ValueError("the evaluation report has no 'model' detector")
+    out: dict[str, Any] = {
+        "collar_samples": report["collar"],
+        "event_f1": round(float(dets["model"]["all"]["f1"]), 4),
+        "heldout_seed": report["heldout"]["seed"],
+        "heldout_signals": report["heldout"]["n_signals"],
+        "model": _rounded(dets["model"]["all"]),
+        "report": "docs/model.md",
+    }
+    if "baseline" in dets:
+        out["baseline"] = _rounded(dets["baseline"]["all"])
+    if "model_seedpp" in dets:
+        out["model_with_seed_preprocessing"] = _rounded(dets["model_seedpp"]["all"])
+    if "ceiling" in report:
+        out["ceiling_genie_matched_filter"] = _rounded(report["ceiling"]["buckets"]["all"])
+    if "ceiling_blind" in report:
+        g = report["ceiling_blind"]["global"]
+        out["ceiling_shape_blind_one_threshold"] = {**_rounded(g), "threshold": g["threshold"]}
+    if validation is not None:
+        v = validation["detectors"]["model"]["all"]
+        out["validation"] = {
+            "f1": round(float(v["f1"]), 4),
+            "seed": validation["heldout"]["seed"],
+            "signals": validation["heldout"]["n_signals"],
+        }
+    return out

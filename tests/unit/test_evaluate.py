@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from export import evaluate
 from export.export_onnx import to_onnx_bytes
 from export.model import UNet1D
+from export.report import card_metrics
 from gateway.dsp.params import DEFAULT_PARAMS
 
 
@@ -47,3 +49,12 @@ def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
     assert genie["know_shapes"] and not blind["know_shapes"]
     assert genie["buckets"]["all"]["n_true"] == blind["global_buckets"]["all"]["n_true"]
     assert "## Ceiling" in md and "shape-blind, one T" in md
+
+    # The model card's metrics come from this report (and a validation one) through export.report.
+    metrics = card_metrics(report, report)
+    assert metrics["event_f1"] == round(report["detectors"]["model"]["all"]["f1"], 4)
+    assert metrics["heldout_signals"] == 5 and metrics["validation"]["signals"] == 5
+    assert set(metrics["ceiling_shape_blind_one_threshold"]) == {"f1", "precision", "recall", "threshold"}
+    assert {"baseline", "model_with_seed_preprocessing", "ceiling_genie_matched_filter"} <= set(metrics)
+    with pytest.raises(ValueError, match="no 'model'"):
+        card_metrics({**report, "detectors": {"baseline": report["detectors"]["baseline"]}})

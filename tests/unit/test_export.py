@@ -125,3 +125,21 @@ def test_cli_uses_the_checkpoint_processing_and_serving_flags(tmp_path: Path, ca
     assert main(["--checkpoint", str(ckpt), "--repo", str(repo), "--version", "2"]) == 1
     assert main(["--checkpoint", str(ckpt), "--repo", str(repo), "--parity-tol", "1e-12"]) == 1
     assert r.list_versions(model_dir) == [1, 2, 3]
+
+    # --metrics puts an evaluation report's figures into the card instead of the checkpoint's own.
+    report = {
+        "collar": 10,
+        "heldout": {"seed": 5, "n_signals": 2},
+        "detectors": {"model": {"all": {"f1": 0.5, "precision": 0.25, "recall": 1.0, "iou": 0.1}}},
+    }
+    (tmp_path / "eval.json").write_text(json.dumps(report))
+    flags = ["--metrics", str(tmp_path / "eval.json"), "--version", "3", "--overwrite"]
+    assert main(["--checkpoint", str(ckpt), "--repo", str(repo), *flags]) == 0
+    card = r.read_model_card(model_dir, 3)["pd:metrics"]
+    assert card["event_f1"] == 0.5 and card["model"]["precision"] == 0.25 and "validation" not in card
+    assert main(["--checkpoint", str(ckpt), "--repo", str(repo), "--validation-metrics", "x.json"]) == 1
+    (tmp_path / "bad.json").write_text(json.dumps({"collar": 10}))
+    assert (
+        main(["--checkpoint", str(ckpt), "--repo", str(repo), "--metrics", str(tmp_path / "bad.json")]) == 1
+    )
+    assert r.list_versions(model_dir) == [1, 2, 3]
