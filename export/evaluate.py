@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from export.ceiling import ceiling as genie_ceiling
+from export.ceiling import ceilings
 from export.report import markdown
 from gateway import repository
 from gateway.dsp.baseline import detect_baseline
@@ -152,8 +152,7 @@ def evaluate(
     result: dict[str, Any] = {"detectors": detectors, "timing_s": timing}
     if ceiling:
         t0 = time.perf_counter()
-        result["ceiling"] = genie_ceiling(signals, bucket_keys, collar)
-        result["ceiling_blind"] = genie_ceiling(signals, bucket_keys, collar, know_shapes=False)
+        result["ceiling"], result["ceiling_blind"] = ceilings(signals, bucket_keys, collar)
         timing["ceiling"] = round(time.perf_counter() - t0, 2)
     return result
 
