@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 from scipy.signal import correlate
 
-from gateway.dsp.scoring import event_scores
-from gateway.dsp.simulator import SimulatedSignal, simulate
-from gateway.dsp.waveforms import pd_waveform
+from export.sim.scoring import event_scores
+from export.sim.simulator import SimulatedSignal, simulate
+from export.sim.waveforms import pd_waveform
 
 THRESHOLDS: tuple[float, ...] = (3.5, 4.0, 4.25, 4.5, 4.75, 5.0, 5.25, 5.5, 6.0, 7.0, 8.0)
 GENERIC_SHAPES = 24

@@ -1,6 +1,6 @@
 """Training data: simulated signals preprocessed like inference, and batches of windows cut from them.
 
-Each training signal comes from the one simulator (gateway.dsp.simulator) and is preprocessed WHOLE with
+Each training signal comes from the one simulator (export.sim.simulator) and is preprocessed WHOLE with
 the model's ProcessingParams (preprocess_batch), exactly as the gateway does; windows are then cut from it
 with the simulator's PD mask as the label. A `Pool` of signals slides along the signal index, so the pool
 at any training step is a function of (seed, step) and a resumed run rebuilds it.
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from export.sim.simulator import random_config, simulate
 from gateway.dsp.params import ProcessingParams
 from gateway.dsp.processing import preprocess_batch
-from gateway.dsp.simulator import random_config, simulate
 
 MIN_SAMPLES_PER_CYCLE = 2000.0  # a faster AC survives the 0.02 high-pass and would swamp the pulses
 

@@ -5,11 +5,11 @@
 
 The held-out set is simulated with its own seed (HELDOUT_SEED; training uses small seeds) and mixes
 regimes, lengths, SNR, every interference kind and PD-free signals. Events are matched one-to-one within
-COLLAR samples (gateway.dsp.scoring). Detectors:
+COLLAR samples (export.sim.scoring). Detectors:
   model          the version's processing params (read from the repository config, as the gateway does)
   model_seedpp   the same network with seed 000's preprocessing (SEED_PARAMS: 0.4*fs high-pass,
                  batch-wide normalisation over requests of --request-size signals)
-  baseline       gateway.dsp.baseline.detect_baseline (high-pass + db4/MAD universal threshold)
+  baseline       export.sim.baseline.detect_baseline (high-pass + db4/MAD universal threshold)
 With --ceiling it also reports export.ceiling: the event F1 a genie matched filter (true pulse shapes,
 known noise level, no AC or interference) reaches on the same set, an optimistic bound for any detector,
 and the same genie without the true shapes ("shape-blind"), per signal and with one threshold.
@@ -31,12 +31,12 @@ import onnxruntime as ort
 
 from export.ceiling import ceilings
 from export.report import markdown
+from export.sim.baseline import detect_baseline
+from export.sim.scoring import Accumulator, regions_to_mask
+from export.sim.simulator import SimulatedSignal, random_config, simulate
 from gateway import repository
-from gateway.dsp.baseline import detect_baseline
 from gateway.dsp.params import SEED_PARAMS, ProcessingParams, parse_overrides
 from gateway.dsp.processing import run_pipeline
-from gateway.dsp.scoring import Accumulator, regions_to_mask
-from gateway.dsp.simulator import SimulatedSignal, random_config, simulate
 
 HELDOUT_SEED = 20261123
 COLLAR = 10  # samples: a few pulse widths of the short (few-sample) pulses

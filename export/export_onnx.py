@@ -28,10 +28,10 @@ import torch
 
 from export.model import ProbabilityModel, UNet1D, load_checkpoint
 from export.report import card_metrics
+from export.sim.simulator import dataset_item
 from gateway import repository
 from gateway.dsp import params as dsp_params
 from gateway.dsp import processing as proc
-from gateway.dsp.simulator import dataset_item
 from gateway.model_card import model_card
 
 PARITY_BATCH_SIZES = (1, 4, 16)

@@ -3,7 +3,7 @@
     python -m export.train --out runs/w16 --widths 16,32,64,128 --steps 3000 --seed 0
     python -m export.train --out runs/w16 --resume          # continue from runs/w16/checkpoint.pt
 
-Data (export/data.py): signals from the one simulator (gateway.dsp.simulator), preprocessed WHOLE with the
+Data (export/data.py): signals from the one simulator (export.sim.simulator), preprocessed WHOLE with the
 model's ProcessingParams exactly like inference (preprocess_batch), then cut into random windows; the label
 is the simulator's PD mask over the window. Windows are biased towards PD pulses and interference pulses so
 the model sees enough pairs/trains to learn to reject them. A pool of signals slides along the signal index
@@ -133,7 +133,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             wall_time_s=wall,
             final=final,
             training_data={
-                "simulator": "gateway.dsp.simulator",
+                "simulator": "export.sim.simulator",
                 "seed": args.seed,
                 "signals_seen": (step // args.refresh) * args.refresh_count + args.pool,
                 "windows_seen": step * args.batch,

@@ -25,9 +25,9 @@ import httpx
 import numpy as np
 import tritonclient.grpc as grpcclient
 
+from export.sim.simulator import dataset_item, random_config, simulate
 from gateway.dsp.params import SEED_PARAMS, ProcessingParams
 from gateway.dsp.processing import run_pipeline
-from gateway.dsp.simulator import dataset_item, random_config, simulate
 from gateway.embedded import EmbeddedTriton, free_port
 from gateway.repository import processing_params_from_config, read_config
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from export.sim.simulator import dataset_item
 from gateway import repository
 from gateway.dsp.params import ProcessingParams
 from gateway.dsp.processing import make_windows, preprocess_batch
-from gateway.dsp.simulator import dataset_item
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Locust load test of pd-gateway with simulated PD signals (gateway.dsp.simulator, seeded).
+"""Locust load test of pd-gateway with simulated PD signals (export.sim.simulator, seeded).
 
     locust -f loadtest/locustfile.py --headless -u 16 -r 4 -t 60s --host http://127.0.0.1:8000 \\
         --csv runs/loadtest/lt

@@ -2,7 +2,7 @@
 
 No Locust import here, so the bodies and checks can be tested alone (tests/unit/test_deploy_artifacts.py
 decodes every body with the gateway's own decoder). Signals come from the project's one simulator,
-`gateway.dsp.simulator`, drawn from a fixed seed: two runs send the same bytes.
+`export.sim.simulator`, drawn from a fixed seed: two runs send the same bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from gateway.dsp.simulator import SimulatedSignal, dataset_item
+from export.sim.simulator import SimulatedSignal, dataset_item
 
 SEED_SAMPLES = 7920  # the seed data's signal length (seed regime of the simulator)
 VSB_SAMPLES = 800_000  # one 20 ms cycle at 40 MHz (VSB regime)

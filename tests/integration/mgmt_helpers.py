@@ -15,9 +15,9 @@ import numpy as np
 import onnxruntime as ort
 import uvicorn
 
+from export.sim.simulator import dataset_item
 from gateway.dsp.params import ProcessingParams
 from gateway.dsp.processing import run_pipeline
-from gateway.dsp.simulator import dataset_item
 from gateway.embedded import free_port
 from gateway.repository import processing_params_from_config, read_config
 from tests.integration.conftest import MODEL

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from export.sim.simulator import dataset_item
 from gateway.dsp.params import ProcessingParams
 from gateway.dsp.processing import run_pipeline
-from gateway.dsp.simulator import dataset_item
 from gateway.repository import processing_params_from_config, read_config
 
 pytestmark = pytest.mark.integration

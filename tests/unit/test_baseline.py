@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from gateway.dsp import simulator as sim
-from gateway.dsp.baseline import baseline_mask, detect_baseline, wavelet_denoise
-from gateway.dsp.scoring import Accumulator
+from export.sim import simulator as sim
+from export.sim.baseline import baseline_mask, detect_baseline, wavelet_denoise
+from export.sim.scoring import Accumulator
 
 
 def _valid(regions: list[tuple[int, int]], n: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from export.ceiling import THRESHOLDS, ceiling, genie_counts
-from gateway.dsp.simulator import SimConfig, simulate
+from export.sim.simulator import SimConfig, simulate
 
 
 def _sim(snr_db: float | None, n_pd: int = 6, seed: int = 1) -> object:

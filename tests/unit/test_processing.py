@@ -208,8 +208,8 @@ def test_max_input_scales_down_linearly_and_keeps_shape() -> None:
 
 
 def test_carrier_removal_subtracts_carriers_and_keeps_pulses_and_noise() -> None:
+    from export.sim.simulator import SimConfig, simulate
     from gateway.dsp.carriers import CARRIER_MIN_SAMPLES, remove_carriers
-    from gateway.dsp.simulator import SimConfig, simulate
 
     cfg = SimConfig(
         n_samples=16_000,

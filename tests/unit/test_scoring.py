@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.dsp.scoring import (
+from export.sim.scoring import (
     Accumulator,
     event_scores,
     mask_iou,

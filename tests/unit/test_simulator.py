@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.signal import find_peaks
 
-from gateway.dsp import simulator as sim
-from gateway.dsp.scoring import regions_to_mask
+from export.sim import simulator as sim
+from export.sim.scoring import regions_to_mask
 
 
 def _config(**changes: object) -> sim.SimConfig:

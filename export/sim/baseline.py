@@ -18,7 +18,7 @@ import numpy as np
 import pywt
 from scipy.signal import butter, sosfiltfilt
 
-from gateway.dsp.scoring import mask_to_regions, regions_to_mask
+from export.sim.scoring import mask_to_regions, regions_to_mask
 
 
 def _remove_line(x: np.ndarray) -> np.ndarray:

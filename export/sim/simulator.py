@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.dsp.waveforms import (
+from export.sim.waveforms import (
     REF_POWER_RATIO,
     is_free,
     log_uniform,
