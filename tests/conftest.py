@@ -1,4 +1,4 @@
-"""Shared fixtures: a real, throwaway redis-server (never a mock)."""
+"""Shared fixtures: a real, throwaway redis-server (never a mock), and seed 000's test file when present."""
 
 from __future__ import annotations
 
@@ -9,8 +9,27 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def seed_data_path() -> Path:
+    """Seed 000's test file: `SEED_TEST_DATA` if set, else `../shared/data/seed_test_dataa.npy`."""
+    env = os.environ.get("SEED_TEST_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "seed_test_dataa.npy"
+
+
+@pytest.fixture(scope="session")
+def seed_data() -> np.ndarray:
+    """Seed 000's 7 x 7920 test signals; tests that need them skip, saying why, in a clone without them."""
+    path = seed_data_path()
+    if not path.is_file():
+        pytest.skip(f"seed 000's test file is not at {path} (clone without ../shared; set SEED_TEST_DATA)")
+    return np.load(path)
 
 
 def _free_port() -> int:

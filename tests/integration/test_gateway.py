@@ -17,7 +17,6 @@ from gateway.repository import processing_params_from_config, read_config
 
 pytestmark = pytest.mark.integration
 
-SEED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed_test_dataa.npy"
 NPY = {"content-type": "application/x-npy"}
 RAW = {"content-type": "application/octet-stream"}
 
@@ -72,8 +71,8 @@ def test_regions_equal_offline_reference(
     assert body["windows"] == (ref.n_windows if ref.valid else 0)
 
 
-def test_seed_test_file_with_seed_profile(client: TestClient) -> None:
-    data = np.load(SEED_DATA)
+def test_seed_test_file_with_seed_profile(client: TestClient, seed_data: np.ndarray) -> None:
+    data = seed_data
     resp = client.post("/v1/detect?profile=seed", content=npy_bytes(data), headers=NPY)
     assert resp.status_code == 200, resp.text
     body = resp.json()

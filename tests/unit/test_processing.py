@@ -20,13 +20,6 @@ from gateway.dsp.processing import (
 )
 from gateway.dsp.regions import find_regions
 
-SEED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed_test_dataa.npy"
-
-
-@pytest.fixture(scope="module")
-def seed_data() -> np.ndarray:
-    return np.load(SEED_DATA)
-
 
 def test_seed_pipeline_reproduces_published_validity_and_stats(seed_data: np.ndarray) -> None:
     pre, valid = preprocess_batch(list(seed_data), SEED_PARAMS)
