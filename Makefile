@@ -6,9 +6,11 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 
 .PHONY: serve test setup setup-dev lint lock clean
 
-$(VENV)/.base: pyproject.toml
+# The runtime dependencies at the versions the image ships (requirements.lock, hash-checked), then the package.
+$(VENV)/.base: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
+	$(PIP) install -r requirements.lock
 	$(PIP) install -e ".[embedded]"
 	touch $@
 
