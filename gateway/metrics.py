@@ -48,6 +48,11 @@ CACHE_ERRORS_TOTAL = Counter(
     "pdgw_cache_redis_errors_total", "Redis failures tolerated by the metadata cache", ["op"]
 )
 
+UNMATCHED_ROUTE = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The scrape is not traffic: it must not show up as a request in flight on every sample.
+METRICS_PATH = "/metrics"
+
 # Dashboards and alerts must read 0, not "No data", while nothing fails: the label sets known in advance
 # exist from the start (Prometheus' advice for counters). Ops as used by triton_client.py and cache.py.
 _ZERO_INIT_TRITON_ERRORS = [("infer", e.code) for e in (UpstreamUnavailable, UpstreamTimeout, UpstreamError)]
@@ -61,11 +66,6 @@ for _layer in ("local", "redis"):
     CACHE_MISSES_TOTAL.labels(_layer)
 for _valid in ("true", "false"):
     SIGNALS_PROCESSED_TOTAL.labels(_valid)
-
-UNMATCHED_ROUTE = "unmatched"
-# The scrape is not traffic: it must not show up as a request in flight on every sample.
-METRICS_PATH = "/metrics"
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def route_label(scope: Scope) -> str:
