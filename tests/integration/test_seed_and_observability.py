@@ -31,6 +31,7 @@ import yaml
 
 from gateway.embedded import EmbeddedTriton, free_port
 from tests.integration.conftest import MODEL, running_triton, source_repository
+from tests.unit.test_deploy_artifacts import pending_metrics, referenced
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +41,15 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "pd-gateway.json"
 ADAPTER = ROOT / "deploy" / "prometheus-adapter" / "values.yaml"
 KEY = "ci-integration-key-0123456789abcdef"
 # Panels that count failures: healthy, they must read 0 (not "No data").
-ERROR_PANELS = {
+# Panels that count failures or refusals: healthy, they must read 0 (not "No data").
+ZERO_PANELS = {
     "5xx ratio (without /readyz)",
     "Triton call errors by op and kind",
     "Redis errors tolerated by the cache",
+    "Refused at the door: 429 rate limited, 503 shed, 503 breaker open",
+    "Circuit breaker around Triton (worst replica)",
+    "Breaker openings (range)",
+    "API_KEYS_FILE reloads",
 }
 N_REQUESTS = 24  # the load: a fixed count of detect requests, 4 at a time
 
@@ -252,7 +258,7 @@ def panel_queries() -> list[tuple[str, str]]:
     """(panel title, PromQL) for every target, with Grafana's variables filled in as the dashboard's
     "All" selection would (job and model known here; $__rate_interval spanning the whole load)."""
     doc = json.loads(DASHBOARD.read_text())
-    fill = {"$__rate_interval": "1m", "$job": "pd-gateway", "$model": MODEL}
+    fill = {"$__rate_interval": "1m", "$__range": "5m", "$job": "pd-gateway", "$model": MODEL}
     out = []
     for panel in doc["panels"]:
         for target in panel.get("targets", []):
@@ -295,19 +301,24 @@ def test_every_dashboard_query_returns_data_under_load(
             lambda: prom.value(f'sum(nv_inference_request_success{{model="{MODEL}"}})') > 0, "Triton's"
         )
 
+        # Panels of metrics that gateway/metrics.py does not define yet (the protection feature before its
+        # merge) cannot have data; once it is merged there are none.
+        pending = pending_metrics()
+        queries = [(t, e) for t, e in panel_queries() if not referenced(e, "pdgw_") & pending]
         empty, not_finite, errors = [], [], {}
-        for title, expr in panel_queries():
+        for title, expr in queries:
             result = prom.query(expr)
             values = [float(s["value"][1]) for s in result]
             if not result:
                 empty.append(f"{title}: {expr}")
             elif not any(math.isfinite(v) for v in values):
                 not_finite.append(f"{title}: {expr} -> {values}")
-            if title in ERROR_PANELS:
-                errors[title] = values
+            if title in ZERO_PANELS:
+                errors.setdefault(title, []).extend(values)
         assert empty == [], "panels with no data"
         assert not_finite == [], "panels without a number"
-        assert set(errors) == ERROR_PANELS
+        assert set(errors) == ZERO_PANELS & {t for t, _ in queries}
+        assert {"5xx ratio (without /readyz)", "Triton call errors by op and kind"} <= set(errors)
         assert all(v == 0 for values in errors.values() for v in values), errors
         # The in-flight gauge does not count the scrape that reads it.
         assert prom.value('sum(pdgw_http_requests_in_flight{job="pd-gateway"})') == 0

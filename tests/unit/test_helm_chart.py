@@ -23,6 +23,7 @@ import yaml
 from gateway.app import create_app
 from gateway.seed import DEFAULT_SOURCE
 from gateway.settings import Settings
+from tests.unit.test_deploy_artifacts import PENDING_SETTINGS, PROTECTION_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "pd-gateway"
@@ -261,8 +262,10 @@ def test_gateway_env_and_api_keys_file(name: str, rendered: dict[str, Any]) -> N
     spec = component(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
     container = spec["containers"][0]
     env = {e["name"]: e for e in container["env"]}
-    assert set(env) <= SETTINGS, f"not in Settings: {set(env) - SETTINGS}"
-    Settings(**{k: e["value"] for k, e in env.items() if k != "API_KEYS_FILE"})  # valid values
+    assert set(env) <= SETTINGS | PENDING_SETTINGS, f"not in Settings: {set(env) - SETTINGS}"
+    assert set(env) >= PROTECTION_SETTINGS
+    # Valid values (API_KEYS_FILE names a file that exists only in the pod).
+    Settings(**{k: e["value"] for k, e in env.items() if k != "API_KEYS_FILE" and k not in PENDING_SETTINGS})
     assert env["TRITON_GRPC_URL"]["value"] == f"{RELEASE}-pd-gateway-triton:8001"
     assert env["REDIS_URL"]["value"] == f"redis://{RELEASE}-pd-gateway-redis:6379/0"
     # Keys are a file from a Secret volume (no subPath, so the kubelet updates it on rotation).
