@@ -195,6 +195,8 @@ def test_compose_is_locked_down(compose: dict[str, Any]) -> None:
         for port in services[name]["ports"]:
             assert port.startswith("127.0.0.1:"), f"{name} must be published on loopback only: {port}"
     assert "--web.enable-lifecycle" not in services["prometheus"]["command"]
+    for name in ("gateway", "model-init", "redis"):
+        assert services[name]["read_only"] is True, f"{name}: read-only root filesystem"
     grafana = services["grafana"]["environment"]
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     for key in ("GF_SECURITY_ADMIN_USER", "GF_SECURITY_ADMIN_PASSWORD"):
