@@ -84,23 +84,24 @@ def test_helm_lint_strict(name: str) -> None:
         assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
 
 
-@pytest.mark.parametrize("name", VALUE_SETS)
-def test_every_object_validates_strictly(name: str, rendered: dict[str, Any], tmp_path: Path) -> None:
-    docs = [d for d in rendered[name] if d["kind"] not in CRD_KINDS]
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump_all(docs))
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+def test_every_object_validates_strictly(version: str, rendered: dict[str, Any], tmp_path: Path) -> None:
+    paths = []
+    for name, docs in rendered.items():
+        objects = [d for d in docs if d["kind"] not in CRD_KINDS]
+        kinds = {d["kind"] for d in objects}
+        assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds, name
+        assert {"NetworkPolicy", "ServiceAccount", "PersistentVolumeClaim"} <= kinds, name
+        paths.append(tmp_path / f"{name}.yaml")
+        paths[-1].write_text(yaml.safe_dump_all(objects))
     cli = Path(sys.executable).with_name("kubernetes-validate")
-    for version in KUBE_VERSIONS:
-        proc = subprocess.run(
-            [str(cli), "--strict", "--quiet", "-k", version, str(path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 0, f"Kubernetes {version}:\n{proc.stdout}{proc.stderr}"
-    kinds = {d["kind"] for d in docs}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds
-    assert {"NetworkPolicy", "ServiceAccount", "PersistentVolumeClaim"} <= kinds
+    proc = subprocess.run(
+        [str(cli), "--strict", "--quiet", "-k", version, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"Kubernetes {version}:\n{proc.stdout}{proc.stderr}"
 
 
 def test_install_without_keys_fails_clearly(chart: hp.Chart) -> None:
