@@ -4,11 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: serve test setup setup-dev lint clean
+.PHONY: serve test setup setup-dev lint lock clean
 
-$(VENV)/.base: pyproject.toml
+# The runtime dependencies at the versions the image ships (requirements.lock, hash-checked), then the package.
+$(VENV)/.base: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
+	$(PIP) install -r requirements.lock
 	$(PIP) install -e ".[embedded]"
 	touch $@
 
@@ -33,6 +35,13 @@ test: setup-dev
 lint: setup-dev
 	$(VENV)/bin/ruff check gateway export tests loadtest
 	$(VENV)/bin/ruff format --check gateway export tests loadtest
+
+## requirements.lock: the runtime dependencies (+ the build backend), pinned with hashes, for the image and CI.
+## Re-run after changing pyproject.toml's dependencies; pins already in the file are kept unless --upgrade.
+lock: setup-dev
+	printf 'setuptools>=68\n' | $(VENV)/bin/uv pip compile pyproject.toml - --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --generate-hashes --no-emit-index-url \
+		--custom-compile-command "make lock" -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -13,16 +13,19 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Metadata first so the dependency layer is reused while only the code changes.
+# The locked dependencies first (requirements.lock: `make lock`, every file hash-checked), so this layer is
+# reused while only the code changes and two builds of one commit get the same packages.
+COPY requirements.lock ./
+RUN pip install --no-deps --require-hashes -r requirements.lock
 # README.m[d]: the glob lets the build work before the README exists (pyproject names it).
 COPY pyproject.toml README.m[d] ./
 COPY gateway ./gateway
-# A non-editable install of the base dependencies only: no `train` extra (so no torch) and no `embedded`
-# extra (the image talks to NVIDIA's Triton container, so it needs no Triton binary of its own).
-RUN pip install --upgrade pip \
-    && pip install . \
+# The package itself, without resolving anything: no `train` extra (so no torch) and no `embedded` extra
+# (the image talks to NVIDIA's Triton container, so it needs no Triton binary of its own).
+RUN pip install --no-deps --no-build-isolation . \
+    && pip check \
     && python -c "import importlib.util as u, sys; sys.exit('torch must not be in the gateway image' if u.find_spec('torch') else 0)" \
-    && python -c "import gateway.app, gateway.cli"
+    && python -c "import gateway.app, gateway.cli, gateway.seed"
 
 # ---- runtime: the venv on a clean base, running as a non-root user ---------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -44,6 +47,9 @@ RUN groupadd --system --gid ${GID} pdgw \
     && mkdir -p /app /models \
     && chown pdgw:pdgw /app /models
 COPY --from=build /opt/venv /opt/venv
+# The shipped model repository: Triton's seeding initContainer (helm) and `model-init` (compose) copy it
+# into the empty model volume with `python -m gateway.seed` before Triton starts.
+COPY --chown=root:root model_repository /opt/pd-gateway/model_repository
 WORKDIR /app
 USER ${UID}:${GID}
 EXPOSE 8000

@@ -10,6 +10,8 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 HTTP_REQUESTS_TOTAL = Counter(
@@ -48,6 +50,22 @@ CACHE_ERRORS_TOTAL = Counter(
 
 UNMATCHED_ROUTE = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The scrape is not traffic: it must not show up as a request in flight on every sample.
+METRICS_PATH = "/metrics"
+
+# Dashboards and alerts must read 0, not "No data", while nothing fails: the label sets known in advance
+# exist from the start (Prometheus' advice for counters). Ops as used by triton_client.py and cache.py.
+_ZERO_INIT_TRITON_ERRORS = [("infer", e.code) for e in (UpstreamUnavailable, UpstreamTimeout, UpstreamError)]
+_ZERO_INIT_CACHE_OPS = ("get", "set", "invalidate", "subscribe")
+for _op, _kind in _ZERO_INIT_TRITON_ERRORS:
+    TRITON_ERRORS_TOTAL.labels(_op, _kind)
+for _op in _ZERO_INIT_CACHE_OPS:
+    CACHE_ERRORS_TOTAL.labels(_op)
+for _layer in ("local", "redis"):
+    CACHE_HITS_TOTAL.labels(_layer)
+    CACHE_MISSES_TOTAL.labels(_layer)
+for _valid in ("true", "false"):
+    SIGNALS_PROCESSED_TOTAL.labels(_valid)
 
 
 def route_label(scope: Scope) -> str:
@@ -81,11 +99,14 @@ class MetricsMiddleware:
                 status = int(message["status"])
             await send(message)
 
-        HTTP_REQUESTS_IN_FLIGHT.inc()
+        in_flight = scope.get("path") != METRICS_PATH
+        if in_flight:
+            HTTP_REQUESTS_IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            HTTP_REQUESTS_IN_FLIGHT.dec()
+            if in_flight:
+                HTTP_REQUESTS_IN_FLIGHT.dec()
             # The router writes scope["route"] into this same dict, so it is known only after the call.
             route = route_label(scope)
             HTTP_REQUEST_DURATION_SECONDS.labels(route).observe(time.perf_counter() - start)

@@ -7,7 +7,8 @@ Task mix (weights): JSON single 7,920-sample signal (6), .npy batch of 8 seed-li
 raw float32 800,000-sample VSB signal (1), GET /readyz (1). Select kinds with --tags json npy raw ready.
 
 Environment: PDGW_LT_SEED (default 0), PDGW_LT_POOL (JSON signals in the pool, default 16),
-PDGW_LT_MODEL / PDGW_LT_VERSION (query options; default: the gateway's default model).
+PDGW_LT_MODEL / PDGW_LT_VERSION (query options; default: the gateway's default model),
+PDGW_API_KEY (sent as X-API-Key; the chart and compose turn auth on).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class GatewayUser(FastHttpUser):
 
     def _detect(self, payload: Payload, name: str) -> None:
         headers = {"Content-Type": payload.content_type, "Accept": "application/json"}
+        if os.environ.get("PDGW_API_KEY"):
+            headers["X-API-Key"] = os.environ["PDGW_API_KEY"]
         # Bytes bodies work (geventhttpclient sends them as is); Locust's type hint only says str | dict.
         with self.client.post(
             payload.path,

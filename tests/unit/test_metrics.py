@@ -56,3 +56,32 @@ def test_exposition() -> None:
     body, content_type = latest_metrics()
     assert b"pdgw_triton_request_duration_seconds" in body
     assert content_type.startswith("text/plain")
+
+
+def test_error_counters_read_zero_before_any_error() -> None:
+    """Dashboards and alerts see 0, not "No data", while nothing has failed."""
+    body = latest_metrics()[0].decode()
+    for line in (
+        'pdgw_triton_errors_total{kind="upstream_unavailable",op="infer"}',
+        'pdgw_triton_errors_total{kind="upstream_timeout",op="infer"}',
+        'pdgw_cache_redis_errors_total{op="get"}',
+        'pdgw_cache_redis_errors_total{op="invalidate"}',
+    ):
+        assert line in body
+
+
+def test_the_scrape_is_not_counted_in_flight() -> None:
+    app = FastAPI()
+    app.add_middleware(MetricsMiddleware)
+
+    @app.get("/metrics")
+    async def metrics_route() -> dict[str, float | None]:
+        return {"in_flight": REGISTRY.get_sample_value("pdgw_http_requests_in_flight")}
+
+    @app.get("/work")
+    async def work() -> dict[str, float | None]:
+        return {"in_flight": REGISTRY.get_sample_value("pdgw_http_requests_in_flight")}
+
+    client = TestClient(app)
+    assert client.get("/metrics").json() == {"in_flight": 0.0}
+    assert client.get("/work").json() == {"in_flight": 1.0}

@@ -85,6 +85,35 @@ app.kubernetes.io/component: redis
 {{- default (printf "%s-models" (include "pd-gateway.fullname" .)) .Values.modelRepository.existingClaim }}
 {{- end }}
 
-{{- define "pd-gateway.apiKeys.secretName" -}}
-{{- default (printf "%s-api-keys" (include "pd-gateway.fullname" .)) .Values.apiKeys.existingSecret }}
+{{- define "pd-gateway.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "pd-gateway.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the API-keys file: an existing one, or the chart's (auth.create). */}}
+{{- define "pd-gateway.auth.secretName" -}}
+{{- default (printf "%s-api-keys" (include "pd-gateway.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* True (non-empty) when the gateway gets an API-keys file. Fails the install when it would not and
+     anonymous access was not asked for explicitly: auth is on by default. */}}
+{{- define "pd-gateway.auth.enabled" -}}
+{{- if or .Values.auth.existingSecret .Values.auth.create }}true
+{{- else if not .Values.auth.allowAnonymous }}
+{{- fail "auth: no API keys. Set auth.existingSecret (a Secret whose key auth.secretKey holds \"name:role:key\" lines), or auth.create=true with auth.keys, or auth.allowAnonymous=true to serve /v1/detect without keys." }}
+{{- end }}
+{{- end }}
+
+{{/* topologySpreadConstraints of a component: the values' entries, each given the component's labelSelector
+     and matchLabelKeys [pod-template-hash] (spread one rollout's pods, not old and new together). */}}
+{{- define "pd-gateway.topologySpread" -}}
+{{- $selector := index . 1 | fromYaml }}
+{{- $out := list }}
+{{- range index . 0 }}
+{{- $out = append $out (merge (deepCopy .) (dict "labelSelector" (dict "matchLabels" $selector) "matchLabelKeys" (list "pod-template-hash"))) }}
+{{- end }}
+{{- toYaml $out }}
 {{- end }}
