@@ -45,8 +45,35 @@ REGIONS_FOUND_TOTAL = Counter("pdgw_regions_found_total", "PD regions returned t
 CACHE_HITS_TOTAL = Counter("pdgw_cache_hits_total", "Metadata cache hits", ["layer"])
 CACHE_MISSES_TOTAL = Counter("pdgw_cache_misses_total", "Metadata cache misses", ["layer"])
 CACHE_ERRORS_TOTAL = Counter(
-    "pdgw_cache_redis_errors_total", "Redis failures tolerated by the metadata cache", ["op"]
+    "pdgw_cache_redis_errors_total", "Redis failures tolerated (metadata cache, rate limiter)", ["op"]
 )
+
+# Protection (rate limit, load shedding, circuit breaker, key reloads). Every series exists from start-up
+# at 0, so dashboards and alerts read 0 while healthy instead of "No data".
+RATE_LIMITED_TOTAL = Counter(
+    "pdgw_rate_limited_total", "Requests refused with 429 because their API key or address hit RATE_LIMIT"
+)
+SHED_TOTAL = Counter(
+    "pdgw_shed_total", "Detection requests refused with 503 because the Triton queue was too deep"
+)
+TRITON_QUEUED_BATCHES = Gauge(
+    "pdgw_triton_queued_batches", "Inference batches of this process waiting for a Triton call slot"
+)
+CIRCUIT_BREAKER_STATE = Gauge(
+    "pdgw_circuit_breaker_state", "Breaker around Triton inference: 0 closed, 1 half-open, 2 open"
+)
+CIRCUIT_BREAKER_OPENED_TOTAL = Counter(
+    "pdgw_circuit_breaker_opened_total", "Times the breaker around Triton inference opened"
+)
+CIRCUIT_BREAKER_REJECTED_TOTAL = Counter(
+    "pdgw_circuit_breaker_rejected_total", "Requests answered 503 at once because the breaker was open"
+)
+API_KEY_RELOADS_TOTAL = Counter(
+    "pdgw_api_key_reloads_total", "Re-reads of API_KEYS_FILE after it changed", ["result"]
+)
+for _result in ("ok", "error"):
+    API_KEY_RELOADS_TOTAL.labels(_result)
+CACHE_ERRORS_TOTAL.labels("rate_limit")  # the limiter's Redis failures share the Redis-errors series
 
 UNMATCHED_ROUTE = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
