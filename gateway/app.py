@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI
-from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway import __version__
 from gateway.apikeys import KeyRing, load_api_keys
@@ -24,6 +24,9 @@ from gateway.services.models import ModelRegistry
 from gateway.settings import Settings, get_settings
 from gateway.tracing import install_tracing, tracing
 from gateway.triton_client import TritonClient
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = structlog.get_logger(__name__)
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry import trace  # the API only (FastAPI imports it anyway); the SDK loads when enabled
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 REQUEST_ID_ATTRIBUTE = "request_id"  # the same key as in the log lines
 _UNTRACED_URLS = "/healthz,/readyz,/metrics"
@@ -51,6 +50,12 @@ def install_tracing(app: FastAPI, settings: Settings, exporter: SpanExporter | N
     if exporter is None and not settings.OTEL_EXPORTER_OTLP_ENDPOINT:
         app.state.tracer_provider = None
         return False
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
     resource = Resource.create({SERVICE_NAME: settings.OTEL_SERVICE_NAME, "service.version": __version__})
     provider = TracerProvider(resource=resource)
     if exporter is None:
@@ -74,6 +79,8 @@ async def tracing(app: FastAPI) -> AsyncIterator[None]:
     if provider is None:
         yield
         return
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
+
     grpc_instrumentor = GrpcAioInstrumentorClient()
     grpc_instrumentor.instrument(tracer_provider=provider)
     try:

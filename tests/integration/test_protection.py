@@ -172,9 +172,7 @@ def test_rotated_key_file_takes_effect_without_restart(
         assert c.get("/v1/models", headers={"X-API-Key": KEY_B}).status_code == 401
 
         publish(f"ci:inference:{KEY_B}\n", 2)
-        _wait_for(
-            lambda: c.get("/v1/models", headers={"X-API-Key": KEY_B}).status_code == 200, "the new key"
-        )
+        _wait_for(lambda: c.get("/v1/models", headers={"X-API-Key": KEY_B}).status_code == 200, "the new key")
         assert c.get("/v1/models", headers={"X-API-Key": KEY_A}).status_code == 401
 
         # A bad file (an unknown role) keeps the old keys, and its key reaches no log line.
