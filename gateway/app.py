@@ -62,6 +62,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             triton=triton.url,
             redis=cache.redis_enabled,
             default_model=settings.DEFAULT_MODEL,
+            rate_limit=settings.RATE_LIMIT or "off",
+            tracing=app.state.tracer_provider is not None,
         )
         try:
             yield

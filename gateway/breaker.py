@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from purgatory import AsyncCircuitBreakerFactory
@@ -27,6 +27,9 @@ from gateway.metrics import (
     CIRCUIT_BREAKER_REJECTED_TOTAL,
     CIRCUIT_BREAKER_STATE,
 )
+
+if TYPE_CHECKING:
+    from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +47,14 @@ class CircuitBreaker:
         self.reset_s = reset_s
         self._factory = AsyncCircuitBreakerFactory(default_threshold=failures, default_ttl=reset_s)
         self._factory.add_listener(self._on_event)
+        self._breaker: AsyncCircuitBreaker | None = None
         CIRCUIT_BREAKER_STATE.set(0)
+
+    async def _get(self) -> AsyncCircuitBreaker:
+        # In-memory state: the factory returns the same context every time; fetch it once.
+        if self._breaker is None:
+            self._breaker = await self._factory.get_breaker(_CIRCUIT)
+        return self._breaker
 
     def _on_event(self, name: str, event_name: str, event: Any) -> None:
         if event_name != "state_changed":
@@ -65,12 +75,12 @@ class CircuitBreaker:
 
     async def state(self) -> str:
         """The state as purgatory names it: closed, half-opened or opened."""
-        brk = await self._factory.get_breaker(_CIRCUIT)
+        brk = await self._get()
         return brk.context.state
 
     async def raise_if_open(self) -> None:
         """Refuse at once while open (before a request spends CPU on preprocessing); changes nothing."""
-        brk = await self._factory.get_breaker(_CIRCUIT)
+        brk = await self._get()
         ctx = brk.context
         if ctx.state == "opened" and ctx.opened_at is not None:
             remaining = ctx.opened_at + self.reset_s - time.time()
@@ -80,7 +90,7 @@ class CircuitBreaker:
     @asynccontextmanager
     async def guard(self) -> AsyncIterator[None]:
         """Run one Triton call inside the breaker (raises UpstreamUnavailable while open)."""
-        brk = await self._factory.get_breaker(_CIRCUIT)
+        brk = await self._get()
         try:
             await brk.__aenter__()
         except OpenedState as opened:

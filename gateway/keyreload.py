@@ -48,6 +48,7 @@ def reload_keys(app: FastAPI, settings: Settings) -> bool:
 
 
 async def _watch(app: FastAPI, settings: Settings, path: Path, stop: asyncio.Event) -> None:
+    reload_keys(app, settings)  # a change between start-up and this watch would otherwise wait for the next
     force_polling: bool | None = None
     while not stop.is_set():
         try:
@@ -60,8 +61,9 @@ async def _watch(app: FastAPI, settings: Settings, path: Path, stop: asyncio.Eve
                 recursive=False,
             ):
                 reload_keys(app, settings)
-        except Exception as e:  # e.g. inotify watch limit reached: poll instead
-            log.warning("api_keys_watch_failed", error=type(e).__name__, fallback="polling")
+        except Exception as e:  # e.g. inotify watch limit reached, directory gone: poll instead
+            emit = log.debug if force_polling else log.warning  # warn once, not every second
+            emit("api_keys_watch_failed", error=type(e).__name__, fallback="polling")
             force_polling = True
             await asyncio.sleep(1.0)
 

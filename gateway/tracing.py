@@ -81,6 +81,7 @@ async def tracing(app: FastAPI) -> AsyncIterator[None]:
         return
     from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
 
+    # Process-wide (it wraps grpc.aio.insecure_channel): one traced app per process, as in production.
     grpc_instrumentor = GrpcAioInstrumentorClient()
     grpc_instrumentor.instrument(tracer_provider=provider)
     try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -22,6 +23,7 @@ from tests.integration.conftest import make_settings, running_triton
 pytestmark = pytest.mark.integration
 
 SIGNAL = {"signal": np.sin(np.linspace(0, 20, 3000)).tolist()}
+T = TypeVar("T")
 KEY_A = "a" * 24
 KEY_B = "b" * 24
 
@@ -30,7 +32,7 @@ def _metric(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
-def _wait_for(check, what: str, timeout_s: float = 30.0):  # type: ignore[no-untyped-def]
+def _wait_for(check: Callable[[], T], what: str, timeout_s: float = 30.0) -> T:
     """Poll `check()` until it returns something truthy (a bounded wait, not a timing assertion)."""
     deadline = time.monotonic() + timeout_s
     while not (result := check()):
