@@ -56,12 +56,12 @@ class Settings(BaseSettings):
     API_KEYS_FILE: Path | None = None  # same formats, one entry per line allowed; merged with API_KEYS
     MODEL_UNLOAD_TIMEOUT_S: PositiveFloat = 30.0  # wait for Triton to finish unloading before answering
 
-    # Protection (h14b): rate limit, load shedding, circuit breaker, tracing; see README "Protection"
+    # Protection: rate limit, load shedding, circuit breaker, tracing (README "Protection")
     # per API key name (per client address with auth off): "100/second", "600/minute;20/second"; "" = off
     RATE_LIMIT: str = ""
-    SHED_QUEUED_BATCHES: Annotated[int, Field(ge=0)] = 64  # 503 new detections above this queue; 0 = off
+    SHED_QUEUED_BATCHES: Annotated[int, Field(ge=0)] = 64  # 503 new detections at this queue; 0 = off
     CIRCUIT_BREAKER_FAILURES: PositiveInt = 5  # consecutive "Triton unavailable" errors that open it
-    CIRCUIT_BREAKER_RESET_S: PositiveFloat = 1.0  # open this long, then one half-open probe
+    CIRCUIT_BREAKER_RESET_S: PositiveFloat = 1.0  # open this long, then calls go through half-open
     OTEL_EXPORTER_OTLP_ENDPOINT: str = ""  # OTLP/HTTP collector, e.g. http://otel:4318; "" = tracing off
     OTEL_SERVICE_NAME: str = "pd-gateway"
 
