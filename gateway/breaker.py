@@ -1,10 +1,11 @@
 """The circuit breaker around Triton calls (`purgatory`, in-process state); health probes bypass it.
 
-After CIRCUIT_BREAKER_FAILURES consecutive gRPC UNAVAILABLE errors (connection refused, server gone) it
-opens: calls answer 503 with `Retry-After` at once instead of each trying a dead server. After
-CIRCUIT_BREAKER_RESET_S it lets calls through half-open; the first success closes it, a failure opens
-it again. Keep the reset short: it bounds how long a recovered Triton stays unused. A deadline or a
-cancelled call (its request's sibling failed) records nothing; any other answer from Triton, errors
+After CIRCUIT_BREAKER_FAILURES consecutive calls that found no Triton (gRPC UNAVAILABLE: refused, server
+gone) or no answer in time (DEADLINE_EXCEEDED: a hung server would otherwise hold every request for
+TRITON_TIMEOUT_S) it opens: calls answer 503 with `Retry-After` at once, without the network. After
+CIRCUIT_BREAKER_RESET_S calls go through half-open; the first success closes it, a failure opens it
+again, so it adds at most CIRCUIT_BREAKER_RESET_S to the recovery after Triton returns: keep it short.
+A cancelled call (its request's sibling failed) records nothing; any other answer from Triton, errors
 included, counts as a success (Triton is there).
 """
 
@@ -35,8 +36,8 @@ log = structlog.get_logger(__name__)
 
 _CIRCUIT = "triton_infer"
 _STATE_VALUES = {"closed": 0, "half-opened": 1, "opened": 2}
-_UNAVAILABLE = "StatusCode.UNAVAILABLE"
-_NEUTRAL = frozenset({"StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED"})
+_FAILURES = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"})
+_NEUTRAL = frozenset({"StatusCode.CANCELLED"})
 
 
 class CircuitBreaker:
@@ -99,7 +100,7 @@ class CircuitBreaker:
             yield
         except InferenceServerException as e:
             status = e.status()
-            if status == _UNAVAILABLE:
+            if status in _FAILURES:
                 await brk.__aexit__(type(e), e, e.__traceback__)
             elif status not in _NEUTRAL:
                 await brk.__aexit__(None, None, None)  # Triton answered, if only with an error

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # per API key name (per client address with auth off): "100/second", "600/minute;20/second"; "" = off
     RATE_LIMIT: str = ""
     SHED_QUEUED_BATCHES: Annotated[int, Field(ge=0)] = 64  # 503 new detections at this queue; 0 = off
-    CIRCUIT_BREAKER_FAILURES: PositiveInt = 5  # consecutive "Triton unavailable" errors that open it
+    CIRCUIT_BREAKER_FAILURES: PositiveInt = 5  # consecutive UNAVAILABLE/deadline errors that open it
     CIRCUIT_BREAKER_RESET_S: PositiveFloat = 1.0  # open this long, then calls go through half-open
     OTEL_EXPORTER_OTLP_ENDPOINT: str = ""  # OTLP/HTTP collector, e.g. http://otel:4318; "" = tracing off
     OTEL_SERVICE_NAME: str = "pd-gateway"

@@ -33,14 +33,16 @@ async def _fail(breaker: CircuitBreaker, status: str) -> None:
             raise InferenceServerException("triton says no", status=status)
 
 
-async def test_breaker_counts_consecutive_unavailable_only() -> None:
-    breaker = CircuitBreaker(failures=2, reset_s=30.0)
+async def test_breaker_counts_consecutive_unavailable_or_deadline() -> None:
+    breaker = CircuitBreaker(failures=3, reset_s=30.0)
     await _fail(breaker, "StatusCode.UNAVAILABLE")
+    await _fail(breaker, "StatusCode.DEADLINE_EXCEEDED")
     await _fail(breaker, "StatusCode.INVALID_ARGUMENT")  # Triton answered: the count starts again
     await _fail(breaker, "StatusCode.UNAVAILABLE")
-    await _fail(breaker, "StatusCode.DEADLINE_EXCEEDED")  # neutral
-    assert await breaker.state() == "closed"
+    await _fail(breaker, "StatusCode.CANCELLED")  # neutral
     await _fail(breaker, "StatusCode.UNAVAILABLE")
+    assert await breaker.state() == "closed"
+    await _fail(breaker, "StatusCode.DEADLINE_EXCEEDED")
     assert await breaker.state() == "opened"
     assert _metric("pdgw_circuit_breaker_state") == 2
     with pytest.raises(UpstreamUnavailable) as info:
