@@ -71,9 +71,6 @@ CIRCUIT_BREAKER_REJECTED_TOTAL = Counter(
 API_KEY_RELOADS_TOTAL = Counter(
     "pdgw_api_key_reloads_total", "Re-reads of API_KEYS_FILE after it changed", ["result"]
 )
-for _result in ("ok", "error"):
-    API_KEY_RELOADS_TOTAL.labels(_result)
-CACHE_ERRORS_TOTAL.labels("rate_limit")  # the limiter's Redis failures share the Redis-errors series
 
 UNMATCHED_ROUTE = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -83,7 +80,7 @@ METRICS_PATH = "/metrics"
 # Dashboards and alerts must read 0, not "No data", while nothing fails: the label sets known in advance
 # exist from the start (Prometheus' advice for counters). Ops as used by triton_client.py and cache.py.
 _ZERO_INIT_TRITON_ERRORS = [("infer", e.code) for e in (UpstreamUnavailable, UpstreamTimeout, UpstreamError)]
-_ZERO_INIT_CACHE_OPS = ("get", "set", "invalidate", "subscribe")
+_ZERO_INIT_CACHE_OPS = ("get", "set", "invalidate", "subscribe", "rate_limit")  # + ratelimit.py
 for _op, _kind in _ZERO_INIT_TRITON_ERRORS:
     TRITON_ERRORS_TOTAL.labels(_op, _kind)
 for _op in _ZERO_INIT_CACHE_OPS:
@@ -93,6 +90,8 @@ for _layer in ("local", "redis"):
     CACHE_MISSES_TOTAL.labels(_layer)
 for _valid in ("true", "false"):
     SIGNALS_PROCESSED_TOTAL.labels(_valid)
+for _result in ("ok", "error"):
+    API_KEY_RELOADS_TOTAL.labels(_result)
 
 
 def route_label(scope: Scope) -> str:
