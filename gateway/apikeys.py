@@ -122,6 +122,10 @@ class KeyRing:
         return bool(self._keys)
 
     @property
+    def keys(self) -> tuple[ApiKey, ...]:
+        return self._keys
+
+    @property
     def has_operator(self) -> bool:
         return any(k.role == "operator" for k in self._keys)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI
@@ -12,14 +13,20 @@ from gateway import __version__
 from gateway.apikeys import KeyRing, load_api_keys
 from gateway.cache import MetadataCache
 from gateway.errors import register_error_handlers
+from gateway.keyreload import watch_api_keys
 from gateway.logging import RequestIdMiddleware, configure_logging
 from gateway.metrics import MetricsMiddleware
+from gateway.ratelimit import RateLimiter
 from gateway.routes import detect, health, models
 from gateway.services.inference import InferenceService
 from gateway.services.management import ModelManager
 from gateway.services.models import ModelRegistry
 from gateway.settings import Settings, get_settings
+from gateway.tracing import install_tracing, tracing
 from gateway.triton_client import TritonClient
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +35,13 @@ log = structlog.get_logger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     cache = MetadataCache.from_settings(settings)
-    async with TritonClient.from_settings(settings) as triton:
+    async with (
+        tracing(app),  # first: the Triton channel is made inside it
+        TritonClient.from_settings(settings) as triton,
+        RateLimiter.from_settings(settings) as limiter,
+        watch_api_keys(app, settings),
+    ):
+        app.state.limiter = limiter
         await cache.start_listener()
         registry = ModelRegistry(triton, cache, settings.DEFAULT_MODEL)
         app.state.triton = triton
@@ -49,6 +62,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             triton=triton.url,
             redis=cache.redis_enabled,
             default_model=settings.DEFAULT_MODEL,
+            rate_limit=settings.RATE_LIMIT or "off",
+            tracing=app.state.tracer_provider is not None,
         )
         try:
             yield
@@ -57,8 +72,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.info("gateway_stopped")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The gateway app; `settings` defaults to the environment (tests pass their own)."""
+def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter | None = None) -> FastAPI:
+    """The gateway app; `settings` defaults to the environment (tests pass their own, and may pass a
+    span exporter to trace without an OTLP collector)."""
     settings = settings or get_settings()
     configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
     app = FastAPI(
@@ -78,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, detect, models):
         app.include_router(module.router)
     app.include_router(models.admin)
+    install_tracing(app, settings, span_exporter)
     # Outermost last: the request id must exist before metrics and handlers run.
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

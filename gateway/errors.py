@@ -126,6 +126,28 @@ class UpstreamUnavailable(GatewayError):
         return {"Retry-After": str(self.retry_after_s)}
 
 
+class RateLimited(GatewayError):
+    """429 with `Retry-After`: this API key (or client address, with auth off) is over RATE_LIMIT."""
+
+    status_code = 429
+    code = "rate_limited"
+    message = "rate limit exceeded"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class Overloaded(UpstreamUnavailable):
+    """503 with `Retry-After`: the Triton queue is too deep; shed at once instead of waiting a deadline."""
+
+    code = "overloaded"
+    message = "inference queue is full"
+
+
 class UpstreamTimeout(GatewayError):
     """504: the Triton call did not finish within its deadline."""
 

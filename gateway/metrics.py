@@ -45,7 +45,31 @@ REGIONS_FOUND_TOTAL = Counter("pdgw_regions_found_total", "PD regions returned t
 CACHE_HITS_TOTAL = Counter("pdgw_cache_hits_total", "Metadata cache hits", ["layer"])
 CACHE_MISSES_TOTAL = Counter("pdgw_cache_misses_total", "Metadata cache misses", ["layer"])
 CACHE_ERRORS_TOTAL = Counter(
-    "pdgw_cache_redis_errors_total", "Redis failures tolerated by the metadata cache", ["op"]
+    "pdgw_cache_redis_errors_total", "Redis failures tolerated (metadata cache, rate limiter)", ["op"]
+)
+
+# Protection (rate limit, load shedding, circuit breaker, key reloads). Every series exists from start-up
+# at 0, so dashboards and alerts read 0 while healthy instead of "No data".
+RATE_LIMITED_TOTAL = Counter(
+    "pdgw_rate_limited_total", "Requests refused with 429 because their API key or address hit RATE_LIMIT"
+)
+SHED_TOTAL = Counter(
+    "pdgw_shed_total", "Detection requests refused with 503 because the Triton queue was too deep"
+)
+TRITON_QUEUED_BATCHES = Gauge(
+    "pdgw_triton_queued_batches", "Inference batches of this process waiting for a Triton call slot"
+)
+CIRCUIT_BREAKER_STATE = Gauge(
+    "pdgw_circuit_breaker_state", "Breaker around Triton inference: 0 closed, 1 half-open, 2 open"
+)
+CIRCUIT_BREAKER_OPENED_TOTAL = Counter(
+    "pdgw_circuit_breaker_opened_total", "Times the breaker around Triton inference opened"
+)
+CIRCUIT_BREAKER_REJECTED_TOTAL = Counter(
+    "pdgw_circuit_breaker_rejected_total", "Requests answered 503 at once because the breaker was open"
+)
+API_KEY_RELOADS_TOTAL = Counter(
+    "pdgw_api_key_reloads_total", "Re-reads of API_KEYS_FILE after it changed", ["result"]
 )
 
 UNMATCHED_ROUTE = "unmatched"
@@ -56,7 +80,7 @@ METRICS_PATH = "/metrics"
 # Dashboards and alerts must read 0, not "No data", while nothing fails: the label sets known in advance
 # exist from the start (Prometheus' advice for counters). Ops as used by triton_client.py and cache.py.
 _ZERO_INIT_TRITON_ERRORS = [("infer", e.code) for e in (UpstreamUnavailable, UpstreamTimeout, UpstreamError)]
-_ZERO_INIT_CACHE_OPS = ("get", "set", "invalidate", "subscribe")
+_ZERO_INIT_CACHE_OPS = ("get", "set", "invalidate", "subscribe", "rate_limit")  # + ratelimit.py
 for _op, _kind in _ZERO_INIT_TRITON_ERRORS:
     TRITON_ERRORS_TOTAL.labels(_op, _kind)
 for _op in _ZERO_INIT_CACHE_OPS:
@@ -66,6 +90,8 @@ for _layer in ("local", "redis"):
     CACHE_MISSES_TOTAL.labels(_layer)
 for _valid in ("true", "false"):
     SIGNALS_PROCESSED_TOTAL.labels(_valid)
+for _result in ("ok", "error"):
+    API_KEY_RELOADS_TOTAL.labels(_result)
 
 
 def route_label(scope: Scope) -> str:

@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+import limits
 from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -55,6 +56,15 @@ class Settings(BaseSettings):
     API_KEYS_FILE: Path | None = None  # same formats, one entry per line allowed; merged with API_KEYS
     MODEL_UNLOAD_TIMEOUT_S: PositiveFloat = 30.0  # wait for Triton to finish unloading before answering
 
+    # Protection: rate limit, load shedding, circuit breaker, tracing (README "Protection")
+    # per API key name (per client address with auth off): "100/second", "600/minute;20/second"; "" = off
+    RATE_LIMIT: str = ""
+    SHED_QUEUED_BATCHES: Annotated[int, Field(ge=0)] = 64  # 503 new detections at this queue; 0 = off
+    CIRCUIT_BREAKER_FAILURES: PositiveInt = 5  # consecutive UNAVAILABLE/deadline errors that open it
+    CIRCUIT_BREAKER_RESET_S: PositiveFloat = 1.0  # open this long, then calls go through half-open
+    OTEL_EXPORTER_OTLP_ENDPOINT: str = ""  # OTLP/HTTP collector, e.g. http://otel:4318; "" = tracing off
+    OTEL_SERVICE_NAME: str = "pd-gateway"
+
     # HTTP server and logs
     HOST: str = "127.0.0.1"
     PORT: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -90,6 +100,16 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_file_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("RATE_LIMIT")
+    @classmethod
+    def _rate_limit_parses(cls, v: str) -> str:
+        if v.strip():
+            try:
+                limits.parse_many(v)
+            except ValueError:
+                raise ValueError('RATE_LIMIT must look like "100/second" or "600/minute;20/second"') from None
+        return v.strip()
 
     @model_validator(mode="after")
     def _limits_consistent(self) -> Settings:

@@ -21,16 +21,23 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
+from gateway.breaker import CircuitBreaker
 from gateway.errors import (
     GatewayError,
     InvalidInput,
     ModelNotFound,
+    Overloaded,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
     VersionNotFound,
 )
-from gateway.metrics import TRITON_ERRORS_TOTAL, TRITON_REQUEST_DURATION_SECONDS
+from gateway.metrics import (
+    SHED_TOTAL,
+    TRITON_ERRORS_TOTAL,
+    TRITON_QUEUED_BATCHES,
+    TRITON_REQUEST_DURATION_SECONDS,
+)
 from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -86,6 +93,8 @@ class TritonClient:
         control_timeout_s: float = 5.0,
         load_timeout_s: float = 120.0,
         max_concurrent_infer: int = 8,
+        shed_queued_batches: int = 0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         # tritonclient wants "host:port"; accept a grpc:// scheme for convenience.
         self.url = url.removeprefix("grpc://")
@@ -93,6 +102,9 @@ class TritonClient:
         self.control_timeout_s = control_timeout_s
         self.load_timeout_s = load_timeout_s
         self.max_concurrent_infer = max_concurrent_infer
+        self.shed_queued_batches = shed_queued_batches  # 0 = never shed
+        self.breaker = breaker
+        self._queued = 0  # infer batches waiting for a slot
         self._client: InferenceServerClient | None = None
         self._infer_slots: asyncio.Semaphore | None = None
         self._model_labels: set[str] = set()
@@ -106,6 +118,8 @@ class TritonClient:
             control_timeout_s=settings.TRITON_CONTROL_TIMEOUT_S,
             load_timeout_s=settings.TRITON_STARTUP_TIMEOUT_S,
             max_concurrent_infer=settings.MAX_CONCURRENT_TRITON_CALLS,
+            shed_queued_batches=settings.SHED_QUEUED_BATCHES,
+            breaker=CircuitBreaker(settings.CIRCUIT_BREAKER_FAILURES, settings.CIRCUIT_BREAKER_RESET_S),
         )
 
     async def open(self) -> TritonClient:
@@ -207,6 +221,25 @@ class TritonClient:
 
     # -- inference ----------------------------------------------------------------------------------
 
+    @property
+    def queued_batches(self) -> int:
+        """Infer batches of this process waiting for a call slot now."""
+        return self._queued
+
+    async def admit(self) -> None:
+        """Refuse a new detection at once (503) while the breaker is open or the queue is too deep.
+
+        Batches of requests already admitted still queue: shedding never fails half a request.
+        """
+        if self.breaker is not None:
+            await self.breaker.raise_if_open()
+        if self.shed_queued_batches and self._queued >= self.shed_queued_batches:
+            SHED_TOTAL.inc()
+            raise Overloaded(
+                f"{self._queued} inference batches are already waiting for Triton; retry later",
+                retry_after_s=1,
+            )
+
     async def infer(
         self,
         name: str,
@@ -232,11 +265,16 @@ class TritonClient:
         slots = self._infer_slots
         if slots is None:
             raise UpstreamUnavailable("inference client is closed")
+        self._queued += 1
+        TRITON_QUEUED_BATCHES.inc()
         try:
             await asyncio.wait_for(slots.acquire(), self.timeout_s)
         except TimeoutError:
             TRITON_ERRORS_TOTAL.labels("infer", UpstreamUnavailable.code).inc()
             raise UpstreamUnavailable("too many concurrent inference calls", retry_after_s=1) from None
+        finally:
+            self._queued -= 1
+            TRITON_QUEUED_BATCHES.dec()
         try:
             remaining = max(deadline - time.monotonic(), 0.001)
             result = await self._call(
@@ -263,6 +301,14 @@ class TritonClient:
 
     # -- internals ----------------------------------------------------------------------------------
 
+    async def _guarded(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()` inside the circuit breaker; health probes bypass it (readiness must see Triton
+        come back)."""
+        if self.breaker is None or op.startswith("is_"):
+            return await call()
+        async with self.breaker.guard():
+            return await call()
+
     def _model_label(self, name: str) -> str:
         if not name:
             return "_server"
@@ -287,7 +333,7 @@ class TritonClient:
         timeout = self.control_timeout_s if timeout_s is None else timeout_s
         start = time.perf_counter()
         try:
-            return await fn(client, timeout)
+            return await self._guarded(op, lambda: fn(client, timeout))
         except InferenceServerException as e:
             err = map_triton_error(e, op=op, model=model, version=version, timeout_s=timeout)
             TRITON_ERRORS_TOTAL.labels(op, err.code).inc()

@@ -8,11 +8,11 @@ import time
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from gateway.auth import require_inference
 from gateway.decoding import Limits, decode_detect
 from gateway.deps import InferenceDep, SettingsDep
 from gateway.dsp.params import NORMALISATIONS
 from gateway.errors import SignalTooLarge
+from gateway.ratelimit import RATE_LIMIT_RESPONSES, limit_inference
 
 router = APIRouter(tags=["inference"])
 
@@ -58,7 +58,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/v1/detect", openapi_extra=_BODY_DOC, dependencies=[Depends(require_inference)])
+@router.post(
+    "/v1/detect",
+    openapi_extra=_BODY_DOC,
+    dependencies=[Depends(limit_inference)],
+    responses=RATE_LIMIT_RESPONSES,
+)
 async def detect(request: Request, service: InferenceDep, settings: SettingsDep) -> JSONResponse:
     """Find PD regions in one or many signals (JSON, .npy or raw little-endian float32 body).
 

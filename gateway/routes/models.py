@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, PositiveInt
 from starlette.datastructures import UploadFile
 
-from gateway.auth import OperatorKey, require_inference
+from gateway.auth import OperatorKey
 from gateway.deps import ManagerDep, SettingsDep, TritonDep
 from gateway.errors import InvalidInput, SignalTooLarge, UnsupportedMediaType
+from gateway.ratelimit import RATE_LIMIT_RESPONSES, limit_inference
 from gateway.services.model_status import reason_line
 
 router = APIRouter(tags=["models"])
@@ -53,7 +54,7 @@ _UPLOAD_DOC = {
 }
 
 
-@router.get("/v1/models", dependencies=[Depends(require_inference)])
+@router.get("/v1/models", dependencies=[Depends(limit_inference)], responses=RATE_LIMIT_RESPONSES)
 async def list_models(triton: TritonDep, settings: SettingsDep) -> dict[str, Any]:
     """Every model in the repository with its versions and their states (asked from Triton, uncached)."""
     models: dict[str, dict[str, Any]] = {}

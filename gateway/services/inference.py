@@ -97,6 +97,7 @@ class InferenceService:
 
     async def detect(self, signals: Sequence[np.ndarray], options: DetectOptions) -> dict[str, Any]:
         t_start = time.perf_counter()
+        await self._triton.admit()  # 503 at once (breaker open, queue too deep), before any CPU is spent
         mv = await self.registry.resolve(options.model, options.version)
         params = _effective_params(mv.params, options)
 
