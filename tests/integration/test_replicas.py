@@ -139,6 +139,7 @@ def test_operations_through_a_are_honoured_by_b_within_a_second(
         files=files,
         data={"processing": '{"window": 2048}'},
         headers=OPS,
+        timeout=120,  # validation + Triton load; httpx's 5 s default is too short on a loaded 2-core machine
     )
     assert deployed.status_code == 201, deployed.text
     assert [b.detect(v).json()["version"] for v in ("1", "2", None)] == ["1", "2", "2"]  # B's cache is warm
