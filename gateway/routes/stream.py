@@ -119,9 +119,8 @@ class StreamSession:
         publisher: EventPublisher,
         settings: Settings,
     ) -> None:
-        self.ws, self.opened, self.service, self.publisher, self.settings = (
-            ws, opened, service, publisher, settings,
-        )  # fmt: skip
+        self.ws, self.opened, self.service, self.publisher = ws, opened, service, publisher
+        self.settings = settings
         self.id = uuid.uuid4().hex[:12]
         self.state = StreamState(geometry)
         self.queue = SampleQueue(settings.STREAM_BUFFER_BYTES)
@@ -153,19 +152,23 @@ class StreamSession:
                     await self.queue.put(None)
                     return
                 raise StreamClose(
-                    1003, 'text frame: samples go in binary frames; the only text is {"type": "end"}',
+                    1003,
+                    'text frame: samples go in binary frames; the only text is {"type": "end"}',
                     "bad_frame",
-                )  # fmt: skip
+                )
             if len(data) > self.settings.STREAM_MAX_FRAME_BYTES:
                 raise StreamClose(
-                    1009, f"frame of {len(data)} bytes exceeds {self.settings.STREAM_MAX_FRAME_BYTES}",
+                    1009,
+                    f"frame of {len(data)} bytes exceeds {self.settings.STREAM_MAX_FRAME_BYTES}",
                     "bad_frame",
-                )  # fmt: skip
+                )
             if len(data) % itemsize:
                 raise StreamClose(
-                    1007, f"frame of {len(data)} bytes is not a whole number of {self.opened.dtype.name} "
-                    f"samples ({itemsize} bytes)", "bad_frame",
-                )  # fmt: skip
+                    1007,
+                    f"frame of {len(data)} bytes is not a whole number of {self.opened.dtype.name} "
+                    f"samples ({itemsize} bytes)",
+                    "bad_frame",
+                )
             samples = np.frombuffer(data, dtype=self.opened.dtype).astype(np.float32)
             if not np.all(np.isfinite(samples)):
                 raise StreamClose(1007, "frame contains NaN or Inf", "bad_frame")

@@ -145,8 +145,13 @@ class JobService:
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 for job_id in unfinished:
-                    await self._transition(job_id, ACTIVE, "failed", error_code="replica_stopped",
-                                           error_message="the gateway replica stopped")  # fmt: skip
+                    await self._transition(
+                        job_id,
+                        ACTIVE,
+                        "failed",
+                        error_code="replica_stopped",
+                        error_message="the gateway replica stopped",
+                    )
                 await self._redis.delete(lease_key(self.replica))
             await self._redis.aclose()
 
@@ -163,9 +168,14 @@ class JobService:
         now = time.time()
         await redis.hset(
             job_key(job.id),
-            mapping={"state": "queued", "owner": self.replica, "total": len(signals), "done": 0,
-                     "created_at": now},
-        )  # fmt: skip
+            mapping={
+                "state": "queued",
+                "owner": self.replica,
+                "total": len(signals),
+                "done": 0,
+                "created_at": now,
+            },
+        )
         await redis.pexpire(job_key(job.id), self._ttl_ms)
         self._jobs[job.id] = job
         self._queue.put_nowait(job)

@@ -20,10 +20,12 @@ from redis import Redis
 from starlette.websockets import WebSocketDisconnect
 
 from export.sim.simulator import dataset_item
+from gateway import stream_client
 from gateway.app import create_app
 from gateway.embedded import EmbeddedTriton
 from gateway.services.events import events_key
 from tests.integration.conftest import make_settings
+from tests.integration.mgmt_helpers import live_server
 
 pytestmark = pytest.mark.integration
 
@@ -248,3 +250,35 @@ def test_stats_and_metrics(gw: TestClient) -> None:
         'pdgw_job_duration_seconds_bucket{le="0.1",state="succeeded"}',
     ):
         assert name in text, name
+
+
+def test_cli_replays_a_file_through_a_real_server_with_backpressure(
+    triton: EmbeddedTriton,
+    redis_url: str,
+    model_repo: Path,
+    gw: TestClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`pd-gateway stream` against uvicorn; a 64 KiB queue makes the full-speed sender wait, nothing lost."""
+    x = simulated(300_000, index=3)
+    path = tmp_path / "signal.npy"
+    np.save(path, x)
+    settings = make_settings(triton.grpc_url, redis_url, model_repo, STREAM_BUFFER_BYTES=64 * 1024)
+    with live_server(create_app(settings)) as base:
+        url = base.replace("http://", "ws://") + "/v1/stream"
+        args = [str(path), "--url", url, "--channel", "cli", "--chunk-samples", "5000", "--json"]
+        assert stream_client.main([*args, "--sampling-rate-hz", str(FS), "--block-samples", "65536"]) == 0
+        printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert (
+            stream_client.main(
+                [str(path), "--url", url, "--channel", "bad", "--dtype", "int16", "--block-samples", "0"]
+            )
+            == 1
+        )
+        assert "4400" in capsys.readouterr().err
+    events = [m for m in printed if m["type"] == "event"]
+    (end,) = [m for m in printed if m["type"] == "end"]
+    assert end["samples_final"] == x.size  # every sample processed
+    want, _ = stream(gw, x, 8192, "cli", block_samples=65_536)
+    assert events == want
