@@ -75,6 +75,31 @@ async def run_row(
     }
 
 
+def detect_row(url: str, signal: np.ndarray, repeats: int = 2) -> dict[str, Any]:
+    """The same signal as one /v1/detect request (raw float32), side by side with the streams."""
+    http = url.replace("ws://", "http://").replace("/v1/stream", "/v1/detect")
+    times = []
+    for _ in range(repeats):
+        t0 = time.monotonic()
+        resp = httpx.post(
+            http, content=signal.tobytes(), headers={"content-type": "application/octet-stream"}, timeout=600
+        )
+        resp.raise_for_status()
+        times.append(time.monotonic() - t0)
+    best = min(times)
+    return {
+        "channels": "detect",
+        "rate_hz_per_channel": None,
+        "seconds": round(best, 3),
+        "samples_per_s_total": round(signal.size / best),
+        "events": resp.json()["total_regions"],
+        "events_per_s": None,
+        "max_sender_behind_s": None,
+        "end_tail_s": None,
+        "keeps_up": None,
+    }
+
+
 def start_gateway(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "LOG_LEVEL": "warning"}
@@ -105,9 +130,10 @@ def main() -> int:
     p.add_argument("--rate-hz", type=float, default=100_000.0, help="sampling rate of every channel")
     p.add_argument("--channels", default="1,2,4,8", help="comma-separated channel counts, one row each")
     p.add_argument("--seconds", type=float, default=20.0, help="signal time streamed per row")
-    p.add_argument("--full-speed-samples", type=int, default=3_200_000, help="the full-speed row's length")
+    p.add_argument("--full-speed-samples", type=int, default=800_000, help="the full-speed row's length")
     p.add_argument("--chunk-samples", type=int, default=4096)
-    p.add_argument("--block-samples", type=int, default=65_536)
+    p.add_argument("--block-samples", type=int, default=65_536, help="block_samples of the real-time rows")
+    p.add_argument("--full-speed-block-samples", type=int, default=262_144)
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_stream.json")
     args = p.parse_args()
 
@@ -120,11 +146,17 @@ def main() -> int:
         rows.append(
             asyncio.run(
                 run_row(
-                    args.url, signal, 1, None, args.full_speed_samples, args.chunk_samples, args.block_samples
+                    args.url,
+                    signal,
+                    1,
+                    None,
+                    args.full_speed_samples,
+                    args.chunk_samples,
+                    args.full_speed_block_samples,
                 )
             )
         )
-        print(json.dumps(rows[0]), flush=True)
+        print(json.dumps(rows[-1]), flush=True)
         for n in (int(c) for c in args.channels.split(",")):
             rows.append(
                 asyncio.run(
@@ -154,7 +186,13 @@ def main() -> int:
     print("| channels | rate/channel | samples/s | events/s | sender behind (max) | end tail | keeps up |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        rate = "full speed" if r["rate_hz_per_channel"] is None else f"{r['rate_hz_per_channel']:,.0f} Hz"
+        rate = (
+            "one /v1/detect"
+            if r["channels"] == "detect"
+            else "full speed"
+            if r["rate_hz_per_channel"] is None
+            else f"{r['rate_hz_per_channel']:,.0f} Hz"
+        )
         tail = "-" if r["end_tail_s"] is None else f"{r['end_tail_s']} s"
         print(
             f"| {r['channels']} | {rate} | {r['samples_per_s_total']:,} | {r['events_per_s']} | "

@@ -126,6 +126,7 @@ class StreamSession:
         self.queue = SampleQueue(settings.STREAM_BUFFER_BYTES)
         self._send_lock = asyncio.Lock()
         self._arrivals: deque[tuple[int, float]] = deque()  # (samples received after a frame, its time)
+        self._buffered = 0  # this stream's share of the buffered-samples gauge
         self._last_lag_s: float | None = None
         self._last_ac: dict[str, Any] | None = None
         self._t0 = time.monotonic()
@@ -174,6 +175,7 @@ class StreamSession:
                 raise StreamClose(1007, "frame contains NaN or Inf", "bad_frame")
             metrics.STREAM_SAMPLES_TOTAL.inc(samples.size)
             metrics.STREAM_BUFFERED_SAMPLES.inc(samples.size)
+            self._buffered += samples.size
             await self.queue.put(samples)
 
     async def process(self) -> None:
@@ -194,6 +196,7 @@ class StreamSession:
                 raise _close_for(e) from None
             finally:
                 metrics.STREAM_BUFFERED_SAMPLES.dec(self.state.next_core - before)
+                self._buffered -= self.state.next_core - before
 
     async def _emit(self, events: list[dict[str, Any]], core_end: int, ac: dict[str, Any] | None) -> None:
         needed = min(self.state.received, core_end + self.state.geometry.margin)
@@ -248,7 +251,7 @@ class StreamSession:
             for task in (reader, processor, stats):
                 with contextlib.suppress(BaseException):
                     await task
-            metrics.STREAM_BUFFERED_SAMPLES.dec(self.state.pending)
+            metrics.STREAM_BUFFERED_SAMPLES.dec(self._buffered)
 
 
 def _is_end(text: str | None) -> bool:
