@@ -282,3 +282,21 @@ def test_cli_replays_a_file_through_a_real_server_with_backpressure(
     assert end["samples_final"] == x.size  # every sample processed
     want, _ = stream(gw, x, 8192, "cli", block_samples=65_536)
     assert events == want
+
+
+def test_stream_works_when_redis_is_down(
+    triton: EmbeddedTriton, model_repo: Path, gw: TestClient, private_redis: Any
+) -> None:
+    """Redis stopped under a running gateway: events still reach the WebSocket, the misses are counted."""
+    x = simulated(60_000, index=3)
+    want, _ = stream(gw, x, 8192, "no-redis", block_samples=16_384)
+    settings = make_settings(triton.grpc_url, private_redis.url, model_repo)
+    with TestClient(create_app(settings)) as other:
+        private_redis.stop()
+        got, _ = stream(other, x, 8192, "no-redis", block_samples=16_384)
+        metrics_text = other.get("/metrics").text
+        job = other.post("/v1/jobs", json={"signal": [0.0, 1.0, 0.5]})
+    assert got == want
+    (line,) = [li for li in metrics_text.splitlines() if li.startswith("pdgw_stream_redis_errors_total ")]
+    assert float(line.split()[1]) >= 1
+    assert job.status_code == 503 and job.json()["error"]["code"] == "upstream_unavailable"
