@@ -99,12 +99,6 @@ JOB_DURATION_SECONDS = Histogram(
     ["state"],
     buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
 )
-for _reason in STREAM_CLOSE_REASONS:  # zero-initialised: dashboards see every series from the start
-    STREAM_CLOSED_TOTAL.labels(_reason)
-for _state in JOB_STATES_FINAL:
-    JOBS_FINISHED_TOTAL.labels(_state)
-    JOB_DURATION_SECONDS.labels(_state)
-
 UNMATCHED_ROUTE = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # The scrape is not traffic: it must not show up as a request in flight on every sample.
@@ -125,6 +119,11 @@ for _valid in ("true", "false"):
     SIGNALS_PROCESSED_TOTAL.labels(_valid)
 for _result in ("ok", "error"):
     API_KEY_RELOADS_TOTAL.labels(_result)
+for _reason in STREAM_CLOSE_REASONS:
+    STREAM_CLOSED_TOTAL.labels(_reason)
+for _state in JOB_STATES_FINAL:
+    JOBS_FINISHED_TOTAL.labels(_state)
+    JOB_DURATION_SECONDS.labels(_state)
 
 
 def route_label(scope: Scope) -> str:

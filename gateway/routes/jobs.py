@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from gateway.auth import require_inference
 from gateway.decoding import Limits, decode_detect
 from gateway.deps import SettingsDep
+from gateway.ratelimit import RATE_LIMIT_RESPONSES, limit_inference
 from gateway.routes.detect import _BODY_DOC, read_body
 from gateway.services.jobs import JobService
 
@@ -24,7 +25,13 @@ def _jobs(request: Request) -> JobService:
 JobsDep = Annotated[JobService, Depends(_jobs)]
 
 
-@router.post("/v1/jobs", status_code=202, openapi_extra=_BODY_DOC)
+@router.post(
+    "/v1/jobs",
+    status_code=202,
+    openapi_extra=_BODY_DOC,
+    dependencies=[Depends(limit_inference)],
+    responses=RATE_LIMIT_RESPONSES,
+)
 async def submit_job(request: Request, jobs: JobsDep, settings: SettingsDep) -> JSONResponse:
     """Accept the same bodies and options as /v1/detect (larger limits); 202 with the job's id."""
     body = await read_body(request, settings.JOBS_MAX_BODY_BYTES)

@@ -36,7 +36,7 @@ from gateway.errors import (
 )
 from gateway.services.events import EventPublisher
 from gateway.services.inference import InferenceService
-from gateway.services.stream import BlockGeometry, SampleQueue, StreamState, process_ready
+from gateway.services.stream import BlockGeometry, SampleQueue, StreamState, process_ready, retrying
 from gateway.settings import Settings
 
 router = APIRouter(tags=["streams"])
@@ -121,6 +121,7 @@ class StreamSession:
     ) -> None:
         self.ws, self.opened, self.service, self.publisher = ws, opened, service, publisher
         self.settings = settings
+        self._detect = retrying(service.detect, settings.STREAM_IDLE_TIMEOUT_S)
         self.id = uuid.uuid4().hex[:12]
         self.state = StreamState(geometry)
         self.queue = SampleQueue(settings.STREAM_BUFFER_BYTES)
@@ -190,7 +191,7 @@ class StreamSession:
                 self._arrivals.append((self.state.received, t))
             before = self.state.next_core
             try:
-                async for block in process_ready(self.state, self.service.detect, self.opened.options, final):
+                async for block in process_ready(self.state, self._detect, self.opened.options, final):
                     await self._emit(block.events, block.core_end, block.ac)
             except GatewayError as e:
                 raise _close_for(e) from None

@@ -34,6 +34,7 @@ from gateway import metrics
 from gateway.decoding import DetectOptions
 from gateway.errors import GatewayError, InvalidInput, JobNotFound, TooManyJobs, UpstreamUnavailable
 from gateway.services.inference import InferenceService
+from gateway.services.stream import retrying
 from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -312,8 +313,9 @@ class JobService:
         results: list[dict[str, Any]] = []
         totals = {"valid_samples_found": 0, "total_regions": 0, "windows": 0}
         redis = self._store()
+        detect = retrying(self._inference.detect, self._s.TRITON_TIMEOUT_S)  # shed batches wait, not fail
         for group in groups:
-            part = await self._inference.detect(group, options)
+            part = await detect(group, options)
             for item in part["results"]:
                 item["sample_index"] = len(results)
                 results.append(item)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from gateway.decoding import DetectOptions
+from gateway.errors import UpstreamUnavailable
 
 Detect = Callable[[list[np.ndarray], DetectOptions], Awaitable[dict[str, Any]]]
 
@@ -187,3 +188,24 @@ class SampleQueue:
             self._bytes = 0
             self._cond.notify_all()
             return items
+
+
+def retrying(detect: Detect, patience_s: float) -> Detect:
+    """`detect` that waits out 503s (load shedding, breaker open, model reloading) for up to `patience_s`.
+
+    A stream or a job is long-lived: a block shed under a burst is retried after the error's Retry-After
+    (the bounded queue slows the client meanwhile) instead of ending the whole stream or job.
+    """
+
+    async def call(signals: list[np.ndarray], options: DetectOptions) -> dict[str, Any]:
+        give_up = time.monotonic() + patience_s
+        while True:
+            try:
+                return await detect(signals, options)
+            except UpstreamUnavailable as e:
+                wait_s = max(float(e.retry_after_s), 0.1)
+                if time.monotonic() + wait_s > give_up:
+                    raise
+                await asyncio.sleep(wait_s)
+
+    return call

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from gateway.decoding import DetectOptions
-from gateway.services.stream import BlockGeometry, SampleQueue, StreamState, process_ready
+from gateway.errors import Overloaded
+from gateway.services.stream import BlockGeometry, SampleQueue, StreamState, process_ready, retrying
 
 GEOMETRY = BlockGeometry.for_model(block_samples=1000, margin_samples=100, window=64, hop=32)
 
@@ -100,3 +101,25 @@ def test_sample_queue_blocks_the_writer_and_drops_nothing() -> None:
         assert (await q.get_all())[0][0] is big
 
     asyncio.run(scenario())
+
+
+def test_retrying_waits_out_shedding_but_not_forever() -> None:
+    calls = []
+
+    async def shed_twice(signals: list[np.ndarray], options: DetectOptions) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise Overloaded("queue full", retry_after_s=0)
+        return await block_detect(signals, options)
+
+    async def scenario() -> None:
+        out = await retrying(shed_twice, patience_s=5.0)([signal(100)], DetectOptions())
+        assert out["results"][0]["valid"] and len(calls) == 3
+        with pytest.raises(Overloaded):
+            await retrying(_always_shed, patience_s=0.05)([signal(100)], DetectOptions())
+
+    asyncio.run(scenario())
+
+
+async def _always_shed(signals: list[np.ndarray], options: DetectOptions) -> dict[str, Any]:
+    raise Overloaded("queue full", retry_after_s=1)
