@@ -17,8 +17,10 @@ from gateway.keyreload import watch_api_keys
 from gateway.logging import RequestIdMiddleware, configure_logging
 from gateway.metrics import MetricsMiddleware
 from gateway.ratelimit import RateLimiter
-from gateway.routes import detect, health, models
+from gateway.routes import detect, health, jobs, models, stream
+from gateway.services.events import EventPublisher
 from gateway.services.inference import InferenceService
+from gateway.services.jobs import JobService
 from gateway.services.management import ModelManager
 from gateway.services.models import ModelRegistry
 from gateway.settings import Settings, get_settings
@@ -57,6 +59,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             lock_timeout_s=settings.TRITON_STARTUP_TIMEOUT_S + settings.MODEL_UNLOAD_TIMEOUT_S,
         )
         app.state.manager = manager
+        app.state.events = EventPublisher.from_settings(settings)
+        app.state.jobs = JobService.from_settings(settings, app.state.inference)
+        await app.state.jobs.start()
         log.info(
             "gateway_started",
             triton=triton.url,
@@ -68,6 +73,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await app.state.jobs.close()
+            await app.state.events.close()
             await cache.close()
             log.info("gateway_stopped")
 
@@ -91,7 +98,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     if not keys.has_operator:
         log.warning("model_management_closed", reason="no operator API key configured (API_KEYS)")
     register_error_handlers(app)
-    for module in (health, detect, models):
+    for module in (health, detect, models, stream, jobs):
         app.include_router(module.router)
     app.include_router(models.admin)
     install_tracing(app, settings, span_exporter)

@@ -11,6 +11,7 @@ nor echoed in an error message.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 import structlog
@@ -75,6 +76,17 @@ async def require_inference(
     if not ring.configured:
         return None
     return _authenticate(ring, _presented(header, bearer), "inference", request.url.path)
+
+
+def inference_key_for(ring: KeyRing, headers: Mapping[str, str], path: str) -> ApiKey | None:
+    """`require_inference` for a WebSocket handshake: same headers, same rules, same errors."""
+    if not ring.configured:
+        return None
+    presented = headers.get(API_KEY_HEADER.lower())
+    if not presented:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        presented = token.strip() if scheme.lower() == "bearer" else None
+    return _authenticate(ring, presented, "inference", path)
 
 
 OperatorKey = Annotated[ApiKey, Depends(require_operator)]

@@ -85,6 +85,25 @@ class VersionNotFound(GatewayError):
     message = "model version not found"
 
 
+class JobNotFound(GatewayError):
+    """404: no job with this id (never existed, or its state expired after JOBS_TTL_S)."""
+
+    status_code = 404
+    code = "job_not_found"
+    message = "job not found"
+
+
+class TooManyJobs(GatewayError):
+    """429 with `Retry-After`: this replica's job queue is full."""
+
+    status_code = 429
+    code = "too_many_jobs"
+    message = "too many jobs"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
 class SignalTooLarge(GatewayError):
     """413: body, signal length, signal count or total samples exceed the configured limits."""
 

@@ -72,6 +72,33 @@ API_KEY_RELOADS_TOTAL = Counter(
     "pdgw_api_key_reloads_total", "Re-reads of API_KEYS_FILE after it changed", ["result"]
 )
 
+# Streams (WS /v1/stream) and async jobs (/v1/jobs)
+STREAMS_OPEN = Gauge("pdgw_streams_open", "WebSocket streams open now")
+STREAM_SAMPLES_TOTAL = Counter("pdgw_stream_samples_total", "Samples received on streams")
+STREAM_EVENTS_TOTAL = Counter("pdgw_stream_events_total", "PD events sent on streams")
+STREAM_BUFFERED_SAMPLES = Gauge(
+    "pdgw_stream_buffered_samples", "Samples received on streams whose events are not final yet"
+)
+STREAM_LAG_SECONDS = Histogram(
+    "pdgw_stream_lag_seconds",
+    "From the arrival of a block's last sample to its events being sent",
+    buckets=_LATENCY_BUCKETS,
+)
+STREAM_CLOSED_TOTAL = Counter("pdgw_stream_closed_total", "Streams closed, by reason", ["reason"])
+STREAM_CLOSE_REASONS = ("normal", "client_gone", "idle", "bad_frame", "bad_open", "error")
+STREAM_REDIS_ERRORS_TOTAL = Counter(
+    "pdgw_stream_redis_errors_total", "Event batches that could not be appended to Redis"
+)
+JOBS_QUEUED = Gauge("pdgw_jobs_queued", "Jobs waiting for a worker of this replica")
+JOBS_RUNNING = Gauge("pdgw_jobs_running", "Jobs running on this replica")
+JOBS_FINISHED_TOTAL = Counter("pdgw_jobs_finished_total", "Jobs finished on this replica", ["state"])
+JOB_STATES_FINAL = ("succeeded", "failed", "cancelled")
+JOB_DURATION_SECONDS = Histogram(
+    "pdgw_job_duration_seconds",
+    "From a job's start on a worker to its end, by final state",
+    ["state"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
+)
 UNMATCHED_ROUTE = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # The scrape is not traffic: it must not show up as a request in flight on every sample.
@@ -92,6 +119,11 @@ for _valid in ("true", "false"):
     SIGNALS_PROCESSED_TOTAL.labels(_valid)
 for _result in ("ok", "error"):
     API_KEY_RELOADS_TOTAL.labels(_result)
+for _reason in STREAM_CLOSE_REASONS:
+    STREAM_CLOSED_TOTAL.labels(_reason)
+for _state in JOB_STATES_FINAL:
+    JOBS_FINISHED_TOTAL.labels(_state)
+    JOB_DURATION_SECONDS.labels(_state)
 
 
 def route_label(scope: Scope) -> str:

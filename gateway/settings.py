@@ -65,6 +65,28 @@ class Settings(BaseSettings):
     OTEL_EXPORTER_OTLP_ENDPOINT: str = ""  # OTLP/HTTP collector, e.g. http://otel:4318; "" = tracing off
     OTEL_SERVICE_NAME: str = "pd-gateway"
 
+    # Streams (WS /v1/stream) and async jobs (/v1/jobs), issue 15; see README "Streams and jobs"
+    STREAM_BLOCK_SAMPLES: PositiveInt = 262_144  # re-blocking stride (rounded up to the model's hop)
+    STREAM_MAX_BLOCK_SAMPLES: PositiveInt = 4_000_000  # upper bound of a stream's own block_samples
+    STREAM_MARGIN_SAMPLES: PositiveInt = 4096  # context on each side of a block (>= 2 windows, hop multiple)
+    STREAM_MAX_FRAME_BYTES: PositiveInt = 4 * 1024 * 1024  # one binary frame (uvicorn's ws_max_size: 16 MiB)
+    # samples received and not yet blocked (as float32); a full buffer stops reading the socket
+    STREAM_BUFFER_BYTES: PositiveInt = 8 * 1024 * 1024
+    STREAM_IDLE_TIMEOUT_S: PositiveFloat = 30.0  # no frame for this long closes the stream (4408)
+    STREAM_STATS_INTERVAL_S: PositiveFloat = 5.0  # a "stats" message this often
+    STREAM_MAX_OPEN: PositiveInt = 64  # streams per gateway process; more are refused (1013)
+    STREAM_EVENTS_MAXLEN: PositiveInt = 100_000  # approximate cap of each pd:events:{channel} stream
+    JOBS_WORKERS: PositiveInt = 2  # jobs run concurrently per gateway process
+    JOBS_MAX_QUEUED: PositiveInt = 16  # jobs accepted and waiting per process; more get 429
+    JOBS_MAX_BODY_BYTES: PositiveInt = 1024 * 1024 * 1024
+    JOBS_MAX_SIGNAL_SAMPLES: PositiveInt = 20_000_000
+    JOBS_MAX_TOTAL_SAMPLES: PositiveInt = 64_000_000
+    JOBS_MAX_SIGNALS: PositiveInt = 4096
+    JOBS_TTL_S: PositiveFloat = 3600.0  # job state and result kept in Redis this long after the last change
+    JOBS_LEASE_S: PositiveFloat = 10.0  # a replica silent this long has its queued/running jobs failed
+    JOBS_HEARTBEAT_S: PositiveFloat = 0.5  # lease renewal and cancel polling period
+    JOBS_REDIS_TIMEOUT_S: PositiveFloat = 5.0  # deadline of job-state calls (results can be large)
+
     # HTTP server and logs
     HOST: str = "127.0.0.1"
     PORT: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -115,6 +137,12 @@ class Settings(BaseSettings):
     def _limits_consistent(self) -> Settings:
         if self.MAX_TOTAL_SAMPLES < self.MAX_SIGNAL_SAMPLES:
             raise ValueError("MAX_TOTAL_SAMPLES must be >= MAX_SIGNAL_SAMPLES")
+        return self
+
+    @model_validator(mode="after")
+    def _jobs_lease(self) -> Settings:
+        if self.JOBS_HEARTBEAT_S * 3 > self.JOBS_LEASE_S:
+            raise ValueError("JOBS_LEASE_S must be at least 3 x JOBS_HEARTBEAT_S")
         return self
 
     @model_validator(mode="after")
