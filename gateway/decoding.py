@@ -153,7 +153,7 @@ def _check_signal(arr: np.ndarray, index: int) -> np.ndarray:
     return arr
 
 
-def _from_json(body: bytes) -> tuple[list[np.ndarray], dict[str, Any]]:
+def _from_json(body: bytes, limits: Limits) -> tuple[list[np.ndarray], dict[str, Any]]:
     try:
         doc = orjson.loads(body)  # depth <= 1024 and finite numbers, else JSONDecodeError
     except orjson.JSONDecodeError as e:
@@ -168,10 +168,12 @@ def _from_json(body: bytes) -> tuple[list[np.ndarray], dict[str, Any]]:
     rows = [doc.pop("signal")] if has_one else doc.pop("signals")
     if not isinstance(rows, list) or not rows:
         raise InvalidInput('"signals" must be a non-empty array of arrays')
+    if any(not isinstance(row, list) for row in rows):
+        i = next(i for i, row in enumerate(rows) if not isinstance(row, list))
+        raise InvalidInput(f"signal {i} must be an array of numbers")
+    limits.check(len(rows), [len(row) for row in rows])  # before any array is built
     signals = []
     for i, row in enumerate(rows):
-        if not isinstance(row, list):
-            raise InvalidInput(f"signal {i} must be an array of numbers")
         if any(isinstance(v, (bool, str, list, dict)) or v is None for v in row):
             raise InvalidInput(
                 f"signal {i} must be a flat array of numbers (no nesting, strings, bools or nulls)"
@@ -181,6 +183,7 @@ def _from_json(body: bytes) -> tuple[list[np.ndarray], dict[str, Any]]:
         except (TypeError, ValueError, OverflowError):
             raise InvalidInput(f"signal {i} must contain only numbers") from None
         signals.append(arr)
+        rows[i] = None  # free each list of Python floats as soon as its array exists
     return signals, doc
 
 
@@ -250,7 +253,7 @@ def decode_detect(
     media = _media(content_type)
     options: dict[str, Any] = dict(query)
     if media in JSON_TYPES:
-        signals, extra = _from_json(body)
+        signals, extra = _from_json(body, limits)
         options.update(extra)
     elif media in NPY_TYPES:
         signals = _from_npy(body, limits)

@@ -3,6 +3,7 @@ Redis, its log file, and peak-RSS probes of the gateway process (VmHWM, reset th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -47,10 +48,8 @@ class Served:
         out = []
         for line in self.log_path.read_text(errors="replace").splitlines():
             if line.startswith("{"):
-                try:
+                with contextlib.suppress(ValueError):
                     out.append(json.loads(line))
-                except ValueError:
-                    pass
         return out
 
     def secrets(self) -> list[str]:
@@ -84,8 +83,21 @@ class PasswordRedis:
         self.port = free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="pdgw-chaos-redis-")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._dir.name, "--requirepass", self.password],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir.name,
+                "--requirepass",
+                self.password,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -155,8 +167,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     }
     log_path = tmp / "serve.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env, stdout=log, stderr=log)
-    s = Served(proc, f"http://127.0.0.1:{port}", port, log_path, inference_key, operator_key, redis.password, env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve"], env=env, stdout=log, stderr=log
+        )
+    s = Served(
+        proc, f"http://127.0.0.1:{port}", port, log_path, inference_key, operator_key, redis.password, env
+    )
     try:
         wait_until_ready(s)
         yield s
