@@ -226,6 +226,8 @@ def _from_npy(body: bytes, limits: Limits) -> list[np.ndarray]:
     # A read-only view of the body: no copy until preprocessing casts to float32.
     arr = np.frombuffer(body, dtype=dtype, count=rows * n, offset=offset)
     arr = arr.reshape(shape, order="F" if fortran else "C")
+    if fortran and arr.ndim == 2:
+        arr = np.ascontiguousarray(arr)  # rows of a Fortran array are strided; one copy, body-sized
     return [arr] if arr.ndim == 1 else list(arr)
 
 
