@@ -4,6 +4,7 @@ password) into any log line, in JSON or console format; the rate limiter turns a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -19,6 +20,15 @@ pytestmark = pytest.mark.chaos
 INFERENCE_KEY = "inference-key-0123456789abcdef"
 OPERATOR_KEY = "operator-key-fedcba9876543210"
 REDIS_PASSWORD = "redis-pass-5f1e0c"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """create_app points the root logger at this test's captured stderr: detach it afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers, root.level = handlers, level
 
 
 @pytest.mark.parametrize("log_json", [True, False])
