@@ -132,7 +132,7 @@ class RateLimitedLog:
                 return None
             self._last[key] = now
             if len(self._last) > 1024:  # keys come from a few fixed codes; never grow without bound
-                self._last = {key: now}
+                self._last, self._suppressed = {key: now}, {}
             return self._suppressed.pop(key, 0)
 
     def log(self, logger: Any, level: str, key: str, event: str, **kw: Any) -> None:
