@@ -46,7 +46,9 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
-def _entry(where: str, name: object, role: object, key: object) -> ApiKey:
+def _entry(
+    where: str, name: object, role: object, key: object, secrets_out: list[str] | None = None
+) -> ApiKey:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(f"{where}: name must be 1-64 characters of [A-Za-z0-9_.-]")
     if role not in ROLES:
@@ -56,11 +58,16 @@ def _entry(where: str, name: object, role: object, key: object) -> ApiKey:
             f"{where} ({name}): key must be at least {MIN_KEY_CHARS} characters, "
             "without surrounding spaces or commas"
         )
+    if secrets_out is not None:
+        secrets_out.append(key)
     return ApiKey(name, role, _digest(key))
 
 
-def parse_api_keys(text: str) -> list[ApiKey]:
-    """Parse the API_KEYS text (either format above); "" gives no keys. Raises ValueError."""
+def parse_api_keys(text: str, secrets_out: list[str] | None = None) -> list[ApiKey]:
+    """Parse the API_KEYS text (either format above); "" gives no keys. Raises ValueError.
+
+    `secrets_out`, if given, receives the raw keys (for the log redaction list, never to be stored).
+    """
     text = text.strip()
     if not text:
         return []
@@ -73,7 +80,11 @@ def parse_api_keys(text: str) -> list[ApiKey]:
         for i, item in enumerate(doc):
             if not isinstance(item, dict):
                 raise ValueError(f"API key entry {i + 1}: expected an object with name, role, key")
-            keys.append(_entry(f"API key entry {i + 1}", item.get("name"), item.get("role"), item.get("key")))
+            keys.append(
+                _entry(
+                    f"API key entry {i + 1}", item.get("name"), item.get("role"), item.get("key"), secrets_out
+                )
+            )
     else:
         lines = [ln for ln in text.splitlines() if not ln.strip().startswith("#")]
         entries = [e.strip() for ln in lines for e in ln.split(",") if e.strip()]
@@ -81,7 +92,9 @@ def parse_api_keys(text: str) -> list[ApiKey]:
             parts = entry.split(":", 2)  # the key itself may contain ':'
             if len(parts) != 3:
                 raise ValueError(f"API key entry {i + 1}: expected name:role:key")
-            keys.append(_entry(f"API key entry {i + 1}", parts[0].strip(), parts[1].strip(), parts[2]))
+            keys.append(
+                _entry(f"API key entry {i + 1}", parts[0].strip(), parts[1].strip(), parts[2], secrets_out)
+            )
     return _unique(keys)
 
 
@@ -96,16 +109,18 @@ def _unique(keys: list[ApiKey]) -> list[ApiKey]:
     return keys
 
 
-def load_api_keys(text: str = "", path: str | Path | None = None) -> list[ApiKey]:
+def load_api_keys(
+    text: str = "", path: str | Path | None = None, secrets_out: list[str] | None = None
+) -> list[ApiKey]:
     """Keys from API_KEYS text plus API_KEYS_FILE (same formats); names and keys must be unique."""
-    keys = parse_api_keys(text)
+    keys = parse_api_keys(text, secrets_out)
     if path is not None:
         try:
             content = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise ValueError(f"API_KEYS_FILE {path}: cannot read it ({e.strerror})") from None
         try:
-            keys += parse_api_keys(content)
+            keys += parse_api_keys(content, secrets_out)
         except ValueError as e:
             raise ValueError(f"API_KEYS_FILE {path}: {e}") from None
     return _unique(keys)

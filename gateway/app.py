@@ -14,7 +14,13 @@ from gateway.apikeys import KeyRing, load_api_keys
 from gateway.cache import MetadataCache
 from gateway.errors import register_error_handlers
 from gateway.keyreload import watch_api_keys
-from gateway.logging import RequestIdMiddleware, configure_logging
+from gateway.logging import (
+    RequestIdMiddleware,
+    configure_logging,
+    outage_log,
+    register_secrets,
+    secrets_of_url,
+)
 from gateway.metrics import MetricsMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.routes import detect, health, jobs, models, stream
@@ -23,7 +29,7 @@ from gateway.services.inference import InferenceService
 from gateway.services.jobs import JobService
 from gateway.services.management import ModelManager
 from gateway.services.models import ModelRegistry
-from gateway.settings import Settings, get_settings
+from gateway.settings import Settings, get_settings, redis_url
 from gateway.tracing import install_tracing, tracing
 from gateway.triton_client import TritonClient
 
@@ -84,6 +90,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     span exporter to trace without an OTLP collector)."""
     settings = settings or get_settings()
     configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
+    outage_log.interval_s = settings.ERROR_LOG_INTERVAL_S
     app = FastAPI(
         title="pd-gateway",
         version=__version__,
@@ -91,7 +98,11 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
         lifespan=lifespan,
     )
     app.state.settings = settings
-    keys = KeyRing(load_api_keys(settings.API_KEYS.get_secret_value(), settings.API_KEYS_FILE))
+    raw_keys: list[str] = []
+    keys = KeyRing(load_api_keys(settings.API_KEYS.get_secret_value(), settings.API_KEYS_FILE, raw_keys))
+    redis_password = secrets_of_url(redis_url(settings) or "")
+    register_secrets([*raw_keys, *redis_password])  # blanked in every log line
+    del raw_keys
     app.state.keys = keys
     # Names only: the keys themselves never reach a log line.
     log.info("api_keys_loaded", names=keys.names, inference_open=not keys.configured)

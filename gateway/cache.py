@@ -23,7 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.metrics import CACHE_ERRORS_TOTAL, CACHE_HITS_TOTAL, CACHE_MISSES_TOTAL
-from gateway.settings import Settings
+from gateway.settings import Settings, redis_url
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +93,7 @@ class MetadataCache:
     @classmethod
     def from_settings(cls, settings: Settings) -> MetadataCache:
         return cls(
-            settings.REDIS_URL,
+            redis_url(settings),
             ttl_s=settings.CACHE_TTL_S,
             local_ttl_s=settings.LOCAL_CACHE_TTL_S,
             redis_timeout_s=settings.REDIS_TIMEOUT_S,

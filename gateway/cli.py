@@ -20,6 +20,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.embedded.server import EmbeddedTriton, EmbeddedTritonError
+    from gateway.embedded.supervisor import supervise
+    from gateway.http_server import uvicorn_options
     from gateway.logging import configure_logging
 
     settings = get_settings()
@@ -54,14 +56,19 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
         log.info("embedded_triton_ready", grpc=triton.grpc_url, metrics=triton.metrics_url, pid=triton.pid)
         settings = settings.model_copy(update={"TRITON_GRPC_URL": triton.grpc_url})
+    supervisor = None
     try:
+        app = create_app(settings)
+        if triton is not None:  # restarts it if it dies; /healthz fails when it cannot
+            supervisor = supervise(triton, app, settings.EMBEDDED_TRITON_MAX_RESTARTS)
         config = uvicorn.Config(
-            create_app(settings),
+            app,
             host=settings.HOST,
             port=settings.PORT,
             log_config=None,  # structlog owns logging
             access_log=False,  # the request-id middleware logs one line per request
             timeout_graceful_shutdown=args.graceful_timeout_s,
+            **uvicorn_options(settings),  # header/body deadlines, connection cap (gateway/http_server.py)
         )
         # uvicorn traps SIGINT/SIGTERM: stop accepting, let in-flight requests finish, run the lifespan
         # exit. Afterwards it re-raises the signal to the handler that was installed before it: make that
@@ -73,6 +80,8 @@ def _serve(args: argparse.Namespace) -> int:
         if received:
             log.info("gateway_stopped_by_signal", signal=signal.Signals(received[0]).name)
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         if triton is not None:
             log.info("embedded_triton_stopping", pid=triton.pid)
             triton.close()

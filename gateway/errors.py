@@ -18,6 +18,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from gateway.logging import outage_log
 
 log = structlog.get_logger(__name__)
 
@@ -168,11 +171,34 @@ class Overloaded(UpstreamUnavailable):
 
 
 class UpstreamTimeout(GatewayError):
-    """504: the Triton call did not finish within its deadline."""
+    """504 with `Retry-After`: the Triton call did not finish within its deadline."""
 
     status_code = 504
     code = "upstream_timeout"
     message = "inference server timed out"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class RequestTimeout(GatewayError):
+    """408: the client did not send its whole body within BODY_READ_TIMEOUT_S."""
+
+    status_code = 408
+    code = "request_timeout"
+    message = "request body not received in time"
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
+class ClientClosedRequest(GatewayError):
+    """499 (nginx's convention): the client went away before the gateway answered. Not a server error:
+    logged at info, counted under status 499, never in the 5xx series."""
+
+    status_code = 499
+    code = "client_closed_request"
+    message = "client closed the request"
 
 
 class ModelRejected(GatewayError):
@@ -241,7 +267,18 @@ def error_response(
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     if exc.status_code >= 500:
-        log.warning("gateway_error", code=exc.code, status=exc.status_code, error=exc.message)
+        # An outage fails every request the same way: one line per code per interval, with a count.
+        outage_log.log(
+            log,
+            "warning",
+            exc.code,
+            "gateway_error",
+            code=exc.code,
+            status=exc.status_code,
+            error=exc.message,
+        )
+    elif isinstance(exc, ClientClosedRequest):
+        log.info("client_disconnected", path=request.url.path)
     return error_response(
         request, exc.status_code, exc.code, exc.message, details=exc.details, headers=exc.headers()
     )
@@ -289,9 +326,15 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 500, "internal_error", "internal server error")
 
 
+async def _client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+    """A body read that found the client gone (anywhere else than routes/detect.py's read_body)."""
+    return await _gateway_error(request, ClientClosedRequest())
+
+
 def register_error_handlers(app: FastAPI) -> None:
     """Install every handler on `app`; the catch-all for `Exception` is registered last."""
     app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -27,7 +27,7 @@ from gateway.apikeys import ApiKey
 from gateway.auth import require_inference
 from gateway.errors import RateLimited
 from gateway.metrics import CACHE_ERRORS_TOTAL, RATE_LIMITED_TOTAL
-from gateway.settings import Settings
+from gateway.settings import Settings, redis_url
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ class RateLimiter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
-        return cls(settings.RATE_LIMIT, settings.REDIS_URL, redis_timeout_s=settings.REDIS_TIMEOUT_S)
+        return cls(settings.RATE_LIMIT, redis_url(settings), redis_timeout_s=settings.REDIS_TIMEOUT_S)
 
     @property
     def enabled(self) -> bool:

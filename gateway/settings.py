@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     MODEL_REPOSITORY: Path = Path("model_repository")
 
     # Metadata cache
-    REDIS_URL: str | None = None  # None = in-process cache only
+    REDIS_URL: SecretStr | None = None  # None = in-process cache only; secret: it may carry a password
     REDIS_TIMEOUT_S: PositiveFloat = 0.5
     CACHE_TTL_S: PositiveFloat = 300.0  # Redis layer
     LOCAL_CACHE_TTL_S: PositiveFloat = 5.0  # in-process layer; bounds staleness if pub/sub is lost
@@ -87,6 +87,16 @@ class Settings(BaseSettings):
     JOBS_HEARTBEAT_S: PositiveFloat = 0.5  # lease renewal and cancel polling period
     JOBS_REDIS_TIMEOUT_S: PositiveFloat = 5.0  # deadline of job-state calls (results can be large)
 
+    # Hardening against slow or hostile clients (issue 9; see README "Reliability")
+    MAX_JSON_BODY_BYTES: PositiveInt = 8 * 1024 * 1024  # JSON costs ~10x its size in RAM: binary for big
+    HEADER_READ_TIMEOUT_S: PositiveFloat = 10.0  # a connection must send complete headers within this
+    BODY_READ_TIMEOUT_S: PositiveFloat = 30.0  # the whole body must arrive within this (else 408)
+    KEEP_ALIVE_TIMEOUT_S: PositiveFloat = 5.0  # idle keep-alive connections are closed after this
+    MAX_CONNECTIONS: PositiveInt = 512  # concurrent connections per process; beyond it requests get 503
+    MAX_HEADER_BYTES: PositiveInt = 32 * 1024  # request line + headers (h11's incomplete-event limit)
+    ERROR_LOG_INTERVAL_S: PositiveFloat = 10.0  # a repeated upstream error is logged once per interval
+    EMBEDDED_TRITON_MAX_RESTARTS: PositiveInt = 5  # `serve`: restarts within 10 minutes before giving up
+
     # HTTP server and logs
     HOST: str = "127.0.0.1"
     PORT: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -108,8 +118,8 @@ class Settings(BaseSettings):
 
     @field_validator("REDIS_URL")
     @classmethod
-    def _redis_scheme(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+    def _redis_scheme(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
         return v
 
@@ -150,6 +160,11 @@ class Settings(BaseSettings):
         # Parsed here only to fail at start-up; the app builds its KeyRing with the same function.
         load_api_keys(self.API_KEYS.get_secret_value(), self.API_KEYS_FILE)
         return self
+
+
+def redis_url(settings: Settings) -> str | None:
+    """REDIS_URL in clear, for the clients that connect with it (never for a log line)."""
+    return settings.REDIS_URL.get_secret_value() if settings.REDIS_URL is not None else None
 
 
 @lru_cache(maxsize=1)

@@ -32,6 +32,7 @@ from gateway.errors import (
     UpstreamUnavailable,
     VersionNotFound,
 )
+from gateway.logging import outage_log
 from gateway.metrics import (
     SHED_TOTAL,
     TRITON_ERRORS_TOTAL,
@@ -52,6 +53,23 @@ _LOAD_FAILURES = frozenset(
     {"StatusCode.INVALID_ARGUMENT", "StatusCode.INTERNAL", "StatusCode.NOT_FOUND", "StatusCode.UNKNOWN"}
 )
 _MAX_MODEL_LABELS = 32  # model names come from URLs; cap the metric series they can create
+_MAX_MESSAGE_BYTES = 2**31 - 1  # tritonclient's own default; a channel_args list replaces its defaults
+# gRPC's default reconnect backoff grows to 120 s: after an outage the first request could wait that long
+# for the channel to try again. Capped at 0.5 s, the channel is back within ~0.5 s of Triton.
+CHANNEL_ARGS: list[tuple[str, int]] = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+    # Keepalive pings only while calls are in flight (Triton refuses idle pings more often than 5 min),
+    # so a long call on a silently dead connection fails after ~35 s, not at its full deadline.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+PROBE_INTERVAL_S = 0.2  # while Triton is unreachable, ask it this often whether it is back
 
 
 def map_triton_error(
@@ -108,6 +126,7 @@ class TritonClient:
         self._client: InferenceServerClient | None = None
         self._infer_slots: asyncio.Semaphore | None = None
         self._model_labels: set[str] = set()
+        self._probe: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, url: str | None = None) -> TritonClient:
@@ -127,13 +146,16 @@ class TritonClient:
         if not self.url:
             raise ValueError("Triton gRPC URL is empty")
         if self._client is None:
-            self._client = InferenceServerClient(self.url)
+            self._client = InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
             self._infer_slots = asyncio.Semaphore(self.max_concurrent_infer)
         return self
 
     async def close(self) -> None:
         """Close the channel; in-flight calls fail, later calls raise UpstreamUnavailable."""
         client, self._client = self._client, None
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
         if client is not None:
             await client.close()
 
@@ -309,6 +331,25 @@ class TritonClient:
         async with self.breaker.guard():
             return await call()
 
+    def _on_failure(self, err: GatewayError) -> None:
+        """After an "unavailable" error, probe Triton until it answers (one probe task at a time)."""
+        idle = self._probe is None or self._probe.done()
+        if isinstance(err, UpstreamUnavailable) and self._client is not None and idle:
+            self._probe = asyncio.get_running_loop().create_task(self._probe_until_live())
+
+    async def _probe_until_live(self) -> None:
+        """Keep the channel connecting while Triton is down (an idle channel would not try until the next
+        request), so the first request after Triton returns finds it connected."""
+        start = time.monotonic()
+        while (client := self._client) is not None:
+            try:
+                if await client.is_server_live(client_timeout=max(PROBE_INTERVAL_S, 0.5)):
+                    log.info("triton_reachable_again", after_s=round(time.monotonic() - start, 2))
+                    return
+            except InferenceServerException:
+                pass
+            await asyncio.sleep(PROBE_INTERVAL_S)
+
     def _model_label(self, name: str) -> str:
         if not name:
             return "_server"
@@ -337,9 +378,20 @@ class TritonClient:
         except InferenceServerException as e:
             err = map_triton_error(e, op=op, model=model, version=version, timeout_s=timeout)
             TRITON_ERRORS_TOTAL.labels(op, err.code).inc()
-            # Health probes poll a possibly dead server every few seconds: keep them out of warnings.
-            emit = log.debug if op.startswith("is_") else log.warning
-            emit("triton_error", op=op, model=model, version=version, status=e.status(), error=e.message())
+            fields = {
+                "op": op,
+                "model": model,
+                "version": version,
+                "status": e.status(),
+                "error": e.message(),
+            }
+            if op.startswith("is_"):
+                # Health probes poll a possibly dead server every few seconds: keep them out of warnings.
+                log.debug("triton_error", **fields)
+            else:
+                # During an outage every call fails alike: one line per op and status per interval.
+                outage_log.log(log, "warning", f"triton:{op}:{e.status()}", "triton_error", **fields)
+            self._on_failure(err)
             raise err from e
         finally:
             TRITON_REQUEST_DURATION_SECONDS.labels(self._model_label(model), op).observe(

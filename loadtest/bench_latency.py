@@ -101,6 +101,8 @@ def main() -> int:
     with EmbeddedTriton(args.repo, [args.model]) as triton:
         port = free_port()
         env = {**os.environ, "LOG_LEVEL": "warning", "TRITON_GRPC_URL": triton.grpc_url, "PORT": str(port)}
+        # The 800k-sample JSON row (~17 MB of text) is over the default JSON limit (8 MiB) on purpose.
+        env["MAX_JSON_BODY_BYTES"] = str(64 * 1024 * 1024)
         gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env)
         try:
             client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)

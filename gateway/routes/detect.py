@@ -7,11 +7,12 @@ import time
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
-from gateway.decoding import Limits, decode_detect
+from gateway.decoding import Limits, body_limit, decode_detect
 from gateway.deps import InferenceDep, SettingsDep
 from gateway.dsp.params import NORMALISATIONS
-from gateway.errors import SignalTooLarge
+from gateway.errors import ClientClosedRequest, RequestTimeout, SignalTooLarge
 from gateway.ratelimit import RATE_LIMIT_RESPONSES, limit_inference
 
 router = APIRouter(tags=["inference"])
@@ -44,17 +45,24 @@ _BODY_DOC = {
 }
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `max_bytes` (never buffered whole)."""
+async def read_body(request: Request, max_bytes: int, timeout_s: float | None = None) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `max_bytes` (never buffered whole),
+    408 if it has not all arrived within `timeout_s`, 499 if the client goes away meanwhile."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise SignalTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise SignalTooLarge(f"body exceeds the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise SignalTooLarge(f"body exceeds the limit of {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {timeout_s:g} s") from None
+    except ClientDisconnect:
+        raise ClientClosedRequest() from None
     return b"".join(chunks)
 
 
@@ -72,12 +80,12 @@ async def detect(request: Request, service: InferenceDep, settings: SettingsDep)
     without it the highest ready version serves. Needs an API key only when keys are configured.
     """
     t0 = time.perf_counter()
-    body = await read_body(request, settings.MAX_BODY_BYTES)
+    content_type = request.headers.get("content-type")
+    max_bytes = body_limit(content_type, settings.MAX_BODY_BYTES, settings.MAX_JSON_BODY_BYTES)
+    body = await read_body(request, max_bytes, settings.BODY_READ_TIMEOUT_S)
     limits = Limits(settings.MAX_SIGNAL_SAMPLES, settings.MAX_TOTAL_SAMPLES, settings.MAX_SIGNALS_PER_REQUEST)
     # JSON parsing of a large body takes long enough to stall other requests: do it off the event loop.
-    payload = await asyncio.to_thread(
-        decode_detect, body, request.headers.get("content-type"), dict(request.query_params), limits
-    )
+    payload = await asyncio.to_thread(decode_detect, body, content_type, dict(request.query_params), limits)
     decode_ms = round((time.perf_counter() - t0) * 1000.0, 3)
     result = await service.detect(payload.signals, payload.options)
     result["timings_ms"] = {"decode": decode_ms, **result["timings_ms"]}

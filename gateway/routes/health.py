@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway import __version__
@@ -44,9 +44,17 @@ async def root(settings: SettingsDep, registry: RegistryDep) -> dict[str, Any]:
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """Liveness: the process answers. Never touches Triton or Redis."""
-    return {"status": "ok"}
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness: the process answers. Never touches Triton or Redis.
+
+    Under `pd-gateway serve` with an embedded Triton, 503 once that Triton cannot be brought back
+    (gateway/embedded/supervisor.py), so the orchestrator restarts the pod.
+    """
+    liveness = getattr(request.app.state, "liveness", None)
+    if liveness is None:
+        return JSONResponse({"status": "ok"})
+    body = {"status": "ok" if liveness.healthy() else "unhealthy", **liveness.status()}
+    return JSONResponse(body, status_code=200 if liveness.healthy() else 503)
 
 
 @router.get("/readyz")

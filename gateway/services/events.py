@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.metrics import STREAM_REDIS_ERRORS_TOTAL
-from gateway.settings import Settings
+from gateway.settings import Settings, redis_url
 
 log = structlog.get_logger(__name__)
 
@@ -43,10 +43,11 @@ class EventPublisher:
     @classmethod
     def from_settings(cls, settings: Settings) -> EventPublisher:
         redis = None
-        if settings.REDIS_URL:
+        url = redis_url(settings)
+        if url:
             t = settings.REDIS_TIMEOUT_S  # an event write must never stall a stream for long
             redis = Redis.from_url(
-                settings.REDIS_URL, socket_timeout=t, socket_connect_timeout=t, retry=Retry(NoBackoff(), 0)
+                url, socket_timeout=t, socket_connect_timeout=t, retry=Retry(NoBackoff(), 0)
             )
         return cls(redis, settings.STREAM_EVENTS_MAXLEN)
 

@@ -35,7 +35,7 @@ from gateway.decoding import DetectOptions
 from gateway.errors import GatewayError, InvalidInput, JobNotFound, TooManyJobs, UpstreamUnavailable
 from gateway.services.inference import InferenceService
 from gateway.services.stream import retrying
-from gateway.settings import Settings
+from gateway.settings import Settings, redis_url
 
 log = structlog.get_logger(__name__)
 
@@ -112,11 +112,10 @@ class JobService:
     @classmethod
     def from_settings(cls, settings: Settings, inference: InferenceService) -> JobService:
         redis = None
-        if settings.REDIS_URL:
+        url = redis_url(settings)
+        if url:
             t = settings.JOBS_REDIS_TIMEOUT_S
-            redis = Redis.from_url(
-                settings.REDIS_URL, socket_timeout=t, socket_connect_timeout=t, decode_responses=True
-            )
+            redis = Redis.from_url(url, socket_timeout=t, socket_connect_timeout=t, decode_responses=True)
         return cls(redis, inference, settings)
 
     @property

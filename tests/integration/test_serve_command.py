@@ -74,7 +74,12 @@ def test_serve_starts_triton_and_gateway_and_drains_on_sigterm(model_repo: Path,
 
         worker = threading.Thread(target=post)
         worker.start()
-        time.sleep(0.3)
+        # SIGTERM once the gateway is handling it (a fixed sleep lost the race on a loaded machine: the
+        # client had not connected yet when the listening socket closed).
+        deadline = time.monotonic() + 60
+        while "pdgw_http_requests_in_flight 1.0" not in httpx.get(f"{base}/metrics", timeout=10).text:
+            assert time.monotonic() < deadline and worker.is_alive(), result
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         worker.join(120)
         assert result.get("status") == 200, log_path.read_text()[-3000:]

@@ -155,7 +155,9 @@ def test_compose_gateway_env_is_settings(compose: dict[str, Any]) -> None:
     settings = Settings(**known)  # validates the values
     host, port = settings.TRITON_GRPC_URL.split(":")
     assert host in services and "--grpc-port=" + port in services["triton"]["command"]
-    assert settings.REDIS_URL is not None and settings.REDIS_URL.startswith("redis://redis:6379")
+    assert settings.REDIS_URL is not None and settings.REDIS_URL.get_secret_value().startswith(
+        "redis://redis:6379"
+    )
     assert services["gateway"]["ports"] == [f"8080:{settings.PORT}"]
     assert settings.HOST == "0.0.0.0"
     assert "--load-model=" + settings.DEFAULT_MODEL in services["triton"]["command"]

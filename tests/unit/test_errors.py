@@ -8,10 +8,12 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from gateway.errors import (
+    ClientClosedRequest,
     Forbidden,
     GatewayError,
     InvalidInput,
     ModelNotFound,
+    RequestTimeout,
     SignalTooLarge,
     Unauthorized,
     UnsupportedMediaType,
@@ -70,6 +72,8 @@ ALL_ERRORS: list[type[GatewayError]] = [
     UpstreamError,
     UpstreamUnavailable,
     UpstreamTimeout,
+    RequestTimeout,
+    ClientClosedRequest,
 ]
 
 EXPECTED = {
@@ -83,6 +87,8 @@ EXPECTED = {
     UpstreamError: (502, "upstream_error"),
     UpstreamUnavailable: (503, "upstream_unavailable"),
     UpstreamTimeout: (504, "upstream_timeout"),
+    RequestTimeout: (408, "request_timeout"),
+    ClientClosedRequest: (499, "client_closed_request"),
 }
 
 
@@ -108,6 +114,11 @@ def test_unavailable_sends_retry_after(client: TestClient) -> None:
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "7"
     assert resp.json()["error"]["message"] == "model is loading"
+
+
+def test_timeout_sends_retry_after(client: TestClient) -> None:
+    resp = client.get("/raise/UpstreamTimeout")
+    assert resp.status_code == 504 and resp.headers["Retry-After"] == "1"
 
 
 def test_unauthorized_sends_challenge(client: TestClient) -> None:

@@ -31,7 +31,8 @@ def test_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert s.TRITON_GRPC_URL == "triton:8001"
     assert s.TRITON_TIMEOUT_S == 2.5
-    assert s.REDIS_URL == "redis://cache:6379/1"
+    assert s.REDIS_URL is not None and s.REDIS_URL.get_secret_value() == "redis://cache:6379/1"
+    assert "cache:6379" not in repr(s)  # REDIS_URL may carry a password: hidden like API_KEYS
     assert (s.LOG_LEVEL, s.LOG_JSON) == ("debug", False)
     assert s.MODEL_REPOSITORY.as_posix() == "/srv/models"
 
