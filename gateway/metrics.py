@@ -93,6 +93,10 @@ JOBS_QUEUED = Gauge("pdgw_jobs_queued", "Jobs waiting for a worker of this repli
 JOBS_RUNNING = Gauge("pdgw_jobs_running", "Jobs running on this replica")
 JOBS_FINISHED_TOTAL = Counter("pdgw_jobs_finished_total", "Jobs finished on this replica", ["state"])
 JOB_STATES_FINAL = ("succeeded", "failed", "cancelled")
+JOBS_WORKER_LOST_TOTAL = Counter(
+    "pdgw_jobs_worker_lost_total",
+    "Jobs of a replica whose lease expired (killed) that this replica marked failed (worker_lost)",
+)
 JOB_DURATION_SECONDS = Histogram(
     "pdgw_job_duration_seconds",
     "From a job's start on a worker to its end, by final state",

@@ -55,14 +55,15 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
 end
 return {0, old}
 """
-# KEYS[1] job hash, KEYS[2] lease key of its owner (read first). ARGV: now, ttl ms.
+# KEYS[1] job hash, KEYS[2] lease key of its owner (read first). ARGV: now, ttl ms. Returns the state
+# found, or 'worker_lost' when it has just marked the job failed.
 _FAIL_ORPHAN = """
 local st = redis.call('HGET', KEYS[1], 'state')
 if (st ~= 'queued' and st ~= 'running') or redis.call('EXISTS', KEYS[2]) == 1 then return st end
 redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error_code', 'worker_lost',
   'error_message', 'the gateway replica running this job stopped before it finished')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 'failed'
+return 'worker_lost'
 """
 
 
@@ -192,7 +193,8 @@ class JobService:
             state = await redis.eval(
                 _FAIL_ORPHAN, 2, job_key(job_id), lease_key(h["owner"]), time.time(), self._ttl_ms
             )
-            if state == "failed":
+            if state == "worker_lost":  # marked now by this replica (not an earlier failure)
+                metrics.JOBS_WORKER_LOST_TOTAL.inc()
                 h = {str(k): str(v) for k, v in (await redis.hgetall(job_key(job_id))).items()}
         out: dict[str, Any] = {
             "job_id": job_id,

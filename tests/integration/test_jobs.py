@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from export.sim.simulator import dataset_item
 from gateway.app import create_app
@@ -141,6 +142,7 @@ def test_killed_gateway_leaves_job_failed(
         job_id = resp.json()["job_id"]
         body = wait_for(gw, job_id, lambda b: b["state"] == "running", 120)  # seen from the other instance
         assert body["progress"]["done"] < 12
+        lost_before = REGISTRY.get_sample_value("pdgw_jobs_worker_lost_total")
         os.kill(replica.proc.pid, signal.SIGKILL)
         replica.proc.wait(timeout=10)
         t0 = time.monotonic()
@@ -148,6 +150,10 @@ def test_killed_gateway_leaves_job_failed(
         print(f"\nkill -> job failed seen from the other instance: {time.monotonic() - t0:.2f} s")
         assert body["state"] == "failed"
         assert body["error"]["code"] == "worker_lost"
+        # Counted once, by this instance that found the orphan (the alert PdGatewayJobsWorkerLost reads it).
+        assert REGISTRY.get_sample_value("pdgw_jobs_worker_lost_total") == lost_before + 1
+        assert gw.get(f"/v1/jobs/{job_id}").json()["state"] == "failed"
+        assert REGISTRY.get_sample_value("pdgw_jobs_worker_lost_total") == lost_before + 1
     finally:
         replica.stop()
 
