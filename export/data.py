@@ -55,7 +55,8 @@ class Mix:
     """What the training signals are made of beyond the regimes.
 
     profile: the simulator's interference profile ("short", or "family": PD-family interference and domain
-    randomisation). long_fraction: share of signals that are long int8 VSB-format signals (131,072 to
+    randomisation, or "both": each signal one or the other at random).
+    long_fraction: share of signals that are long int8 VSB-format signals (131,072 to
     800,000 samples; a third of them whole 800,000-sample measurements), so the network sees as much
     quantised noise per PD pulse as a whole VSB signal has.
     """
@@ -88,6 +89,8 @@ def training_item(
     if low_snr.fraction > 0 and rng.random() < low_snr.fraction:
         snr = float(rng.uniform(*low_snr.db))
     prof = mix.profile
+    if prof == "both":  # half the signals from each interference profile
+        prof = "family" if rng.random() < 0.5 else "short"
     if mix.long_fraction > 0 and rng.random() < mix.long_fraction:  # a long int8 VSB-format signal
         n_long = (
             800_000 if rng.random() < 1 / 3 else int(math.exp(rng.uniform(math.log(131072), math.log(8e5))))

@@ -238,7 +238,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--low-snr-fraction", type=float, default=0.0, help="share of low-SNR signals")
     p.add_argument("--low-snr-db", type=_parse_floats, default=LowSnr().db, help="low SNR range, dB: lo,hi")
     p.add_argument("--fresh-noise", action="store_true", help="a new white-noise draw in every window")
-    p.add_argument("--profile", choices=("short", "family"), default="short", help="interference profile")
+    p.add_argument(
+        "--profile", choices=("short", "family", "both"), default="short", help="interference profile"
+    )
     p.add_argument("--long-fraction", type=float, default=0.0, help="share of long int8 VSB-format signals")
     p.add_argument("--init-onnx", help="fine-tune: start from this ONNX model's weights (same widths)")
     p.add_argument("--pool", type=int, default=96, help="signals held in memory")
