@@ -50,8 +50,32 @@ class LowSnr:
             )
 
 
+@dataclass(frozen=True)
+class Mix:
+    """What the training signals are made of beyond the regimes.
+
+    profile: the simulator's interference profile ("short", or "family": PD-family interference and domain
+    randomisation, or "both": each signal one or the other at random).
+    long_fraction: share of signals that are long int8 VSB-format signals (131,072 to
+    800,000 samples; a third of them whole 800,000-sample measurements), so the network sees as much
+    quantised noise per PD pulse as a whole VSB signal has.
+    """
+
+    profile: str = "short"
+    long_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.long_fraction <= 1.0:
+            raise ValueError("--long-fraction must be in [0, 1]")
+
+
 def training_item(
-    seed: int, index: int, params: ProcessingParams, low_snr: LowSnr = LowSnr(), fresh_noise: bool = False
+    seed: int,
+    index: int,
+    params: ProcessingParams,
+    low_snr: LowSnr = LowSnr(),
+    fresh_noise: bool = False,
+    mix: Mix = Mix(),
 ) -> Item:
     """Signal `index` of training stream `seed`: regime, length and AC speed drawn per item.
 
@@ -64,13 +88,21 @@ def training_item(
     snr = None  # drawn by random_config, unless this item is one of the oversampled low-SNR ones
     if low_snr.fraction > 0 and rng.random() < low_snr.fraction:
         snr = float(rng.uniform(*low_snr.db))
-    if u < 0.2:  # seed-like: the seed's ~3,300-sample AC period and its scale
-        cfg = random_config(rng, regime="seed", n_samples=n, snr_db=snr)
+    prof = mix.profile
+    if prof == "both":  # half the signals from each interference profile
+        prof = "family" if rng.random() < 0.5 else "short"
+    if mix.long_fraction > 0 and rng.random() < mix.long_fraction:  # a long int8 VSB-format signal
+        n_long = (
+            800_000 if rng.random() < 1 / 3 else int(math.exp(rng.uniform(math.log(131072), math.log(8e5))))
+        )
+        cfg = random_config(rng, regime="vsb", n_samples=n_long, snr_db=snr, profile=prof)
+    elif u < 0.2:  # seed-like: the seed's ~3,300-sample AC period and its scale
+        cfg = random_config(rng, regime="seed", n_samples=n, snr_db=snr, profile=prof)
     elif u < 0.35:  # a VSB-like slice: int8, 40 MS/s, 800,000 samples per cycle
-        cfg = random_config(rng, regime="vsb", n_samples=n, snr_db=snr)
+        cfg = random_config(rng, regime="vsb", n_samples=n, snr_db=snr, profile=prof)
     else:
         spc = math.exp(rng.uniform(math.log(MIN_SAMPLES_PER_CYCLE), math.log(1e6)))
-        cfg = random_config(rng, regime="mixed", n_samples=n, samples_per_cycle=spc, snr_db=snr)
+        cfg = random_config(rng, regime="mixed", n_samples=n, samples_per_cycle=spc, snr_db=snr, profile=prof)
     sim = simulate(cfg, int(rng.integers(0, 2**63 - 1)), return_components=fresh_noise)
     pre, _ = preprocess_batch([sim.signal], params)
     centres = [(p.start + p.end) // 2 for p in sim.pulses] + [
@@ -102,15 +134,17 @@ class Pool:
         refresh_count: int,
         low_snr: LowSnr = LowSnr(),
         fresh_noise: bool = False,
+        mix: Mix = Mix(),
     ) -> None:
         self.seed, self.params, self.size, self.refresh_count = seed, params, size, refresh_count
-        self.low_snr, self.fresh_noise = low_snr, fresh_noise
+        self.low_snr, self.fresh_noise, self.mix = low_snr, fresh_noise, mix
         self.items: dict[int, Item] = {}
 
     def at_round(self, r: int) -> list[Item]:
         wanted = range(r * self.refresh_count, r * self.refresh_count + self.size)
         self.items = {
-            i: self.items.get(i) or training_item(self.seed, i, self.params, self.low_snr, self.fresh_noise)
+            i: self.items.get(i)
+            or training_item(self.seed, i, self.params, self.low_snr, self.fresh_noise, self.mix)
             for i in wanted
         }
         return list(self.items.values())

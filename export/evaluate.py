@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from export.ceiling import ceilings
+from export.cross_eval import CROSS_SEED, cross_markdown, evaluate_cross
 from export.report import markdown
 from export.sim.baseline import detect_baseline
 from export.sim.scoring import Accumulator, regions_to_mask
@@ -50,27 +51,38 @@ LONG_SIGNAL = 100_000
 Infer = Callable[[np.ndarray], np.ndarray]
 
 
-def heldout_item(index: int, seed: int = HELDOUT_SEED, *, vsb_full: bool = False) -> SimulatedSignal:
-    """Signal `index` of the held-out set: regime, length (4k-32k) and AC speed drawn per item."""
+def heldout_item(
+    index: int, seed: int = HELDOUT_SEED, *, vsb_full: bool = False, profile: str = "short"
+) -> SimulatedSignal:
+    """Signal `index` of the held-out set: regime, length (4k-32k) and AC speed drawn per item.
+
+    profile "family" (the simulator's PD-family interference) makes a second own set, for validation.
+    """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, int(vsb_full))))
     u = rng.random()
     if vsb_full:  # a whole VSB measurement: 800,000 int8 samples, one 50 Hz cycle
-        cfg = random_config(rng, regime="vsb")
+        cfg = random_config(rng, regime="vsb", profile=profile)
     elif u < 0.2:
-        cfg = random_config(rng, regime="seed", n_samples=int(rng.integers(4096, 32769)))
+        cfg = random_config(rng, regime="seed", n_samples=int(rng.integers(4096, 32769)), profile=profile)
     elif u < 0.4:
-        cfg = random_config(rng, regime="vsb", n_samples=int(rng.integers(4096, 32769)))
+        cfg = random_config(rng, regime="vsb", n_samples=int(rng.integers(4096, 32769)), profile=profile)
     else:  # AC no faster than 2,000 samples/cycle, which the 0.02 high-pass removes
         spc = math.exp(rng.uniform(math.log(2000.0), math.log(1e6)))
         cfg = random_config(
-            rng, regime="mixed", n_samples=int(rng.integers(4096, 32769)), samples_per_cycle=spc
+            rng,
+            regime="mixed",
+            n_samples=int(rng.integers(4096, 32769)),
+            samples_per_cycle=spc,
+            profile=profile,
         )
     return simulate(cfg, int(rng.integers(0, 2**63 - 1)))
 
 
-def heldout_set(n: int, n_vsb_full: int = 0, seed: int = HELDOUT_SEED) -> list[SimulatedSignal]:
-    return [heldout_item(i, seed) for i in range(n)] + [
-        heldout_item(i, seed, vsb_full=True) for i in range(n_vsb_full)
+def heldout_set(
+    n: int, n_vsb_full: int = 0, seed: int = HELDOUT_SEED, profile: str = "short"
+) -> list[SimulatedSignal]:
+    return [heldout_item(i, seed, profile=profile) for i in range(n)] + [
+        heldout_item(i, seed, vsb_full=True, profile=profile) for i in range(n_vsb_full)
     ]
 
 
@@ -78,7 +90,7 @@ def bucket_keys(sim: SimulatedSignal) -> list[str]:
     """SNR bucket, interference kinds (or none), regime and PD presence of one signal."""
     snr = sim.config.snr_db
     keys = ["snr:none" if snr is None else next(f"snr:{k}" for lo, hi, k in SNR_EDGES if lo <= snr < hi)]
-    kinds = sorted(sim.kinds & {"spectral", "pair", "train"})
+    kinds = sorted(sim.kinds & {"spectral", "pair", "train", "bipolar", "impulsive"})
     keys += [f"interference:{k}" for k in kinds] or ["interference:none"]
     regime = sim.config.regime
     if regime == "vsb" and sim.config.n_samples >= 800_000:
@@ -198,6 +210,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-seed-params", action="store_true")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--ceiling", action="store_true", help="also report the genie matched-filter bound")
+    p.add_argument(
+        "--cross",
+        metavar="N_SHORT,N_LONG",
+        help="also score the model on the cross-generator set (export.crossgen; evaluation only)",
+    )
+    p.add_argument("--cross-seed", type=int, default=CROSS_SEED)
+    p.add_argument("--profile", choices=("short", "family"), default="short", help="own set's interference")
     return p
 
 
@@ -205,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     onnx_model, params, source = _load_model(args)
     params = params.replace(**parse_overrides(args.set or []))
-    signals = heldout_set(args.n_signals, args.n_vsb_full, args.seed)
+    signals = heldout_set(args.n_signals, args.n_vsb_full, args.seed, args.profile)
     result = evaluate(
         signals,
         params,
@@ -216,18 +235,36 @@ def main(argv: list[str] | None = None) -> int:
         baseline=not args.no_baseline,
         ceiling=args.ceiling,
     )
+    if args.cross:
+        n_short, n_long = (int(v) for v in args.cross.split(","))
+        t0 = time.perf_counter()
+        result["cross"] = evaluate_cross(
+            params, ort_infer(onnx_model, args.threads), n_short, n_long, seed=args.cross_seed
+        )
+        result["timing_s"]["cross"] = round(time.perf_counter() - t0, 2)
     report = {
         "model": source,
         "processing": params.to_dict(),
         "collar": args.collar,
-        "heldout": {"seed": args.seed, "n_signals": len(signals), "n_vsb_full": args.n_vsb_full},
+        "heldout": {
+            "seed": args.seed,
+            "n_signals": len(signals),
+            "n_vsb_full": args.n_vsb_full,
+            "profile": args.profile,
+        },
         "command": " ".join(["python -m export.evaluate", *(argv if argv is not None else sys.argv[1:])]),
         **result,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
-    Path(f"{args.out}.md").write_text(markdown(report))
+    md = markdown(report)
+    if "cross" in report:
+        own = report["detectors"].get("model")
+        md += "\n" + cross_markdown(report["cross"], own if own and "all" in own else None)
+    Path(f"{args.out}.md").write_text(md)
     for name, summary in report["detectors"].items():
+        if "all" not in summary:
+            continue
         a = summary["all"]
         scores = "  ".join(f"{k} {a[k]:.3f}" for k in ("f1", "precision", "recall", "iou"))
         print(f"{name:>13}: {scores}")
@@ -237,6 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         b = report["ceiling_blind"]["global"]
         scores = f"f1 {b['f1']:.3f}  precision {b['precision']:.3f}  recall {b['recall']:.3f}"
         print(f"{'blind, one T':>13}: {scores}")
+    for regime in ("short", "long"):
+        c = report.get("cross", {}).get(regime)
+        if c:
+            a, pair = c["scores"]["all"], c["interference"].get("pair", {"fraction": 0.0})
+            print(
+                f"{'cross ' + regime:>13}: f1 {a['f1']:.3f}  precision {a['precision']:.3f}  recall "
+                f"{a['recall']:.3f}  false/PD-free {c['false_per_pd_free']:.2f}  pairs {pair['fraction']:.3f}"
+            )
     print(f"wrote {args.out}.json and {args.out}.md")
     return 0
 

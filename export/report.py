@@ -11,7 +11,7 @@ def _fmt(v: float) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     """Overall table, then per-bucket F1/P/R/IoU for every detector side by side."""
-    dets = report["detectors"]
+    dets = {k: v for k, v in report["detectors"].items() if "all" in v}  # an empty own set has none
     names = list(dets)
     lines = [
         f"Held-out set: seed {report['heldout']['seed']}, {report['heldout']['n_signals']} signals; "
@@ -119,6 +119,19 @@ def card_metrics(report: dict[str, Any], validation: dict[str, Any] | None = Non
     if "ceiling_blind" in report:
         g = report["ceiling_blind"]["global"]
         out["ceiling_shape_blind_one_threshold"] = {**_rounded(g), "threshold": g["threshold"]}
+    if "cross" in report:  # the cross-generator set (export.crossgen), per regime
+        cross = report["cross"]
+        out["cross_generator"] = {"seed": cross["seed"], "collar_samples": cross["collar"]}
+        for regime in ("short", "long"):
+            if regime in cross:
+                r = cross[regime]
+                pair = r["interference"].get("pair", {"fraction": 0.0})
+                out["cross_generator"][regime] = {
+                    **_rounded(r["scores"]["all"]),
+                    "signals": r["n_signals"],
+                    "false_regions_per_pd_free_signal": round(float(r["false_per_pd_free"]), 3),
+                    "pairs_with_a_region": round(float(pair["fraction"]), 4),
+                }
     if validation is not None:
         v = validation["detectors"]["model"]["all"]
         out["validation"] = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from export.data import LowSnr, Pool, sample_batch
+from export.data import LowSnr, Mix, Pool, sample_batch
 from export.model import UNet1D, save_checkpoint
 from gateway.dsp.params import DEFAULT_PARAMS, ProcessingParams, parse_overrides
 
@@ -58,8 +59,30 @@ def _processing(args: argparse.Namespace) -> ProcessingParams:
     return params.replace(**parse_overrides(args.set or []))
 
 
+def one_cycle_lr(fraction: float, max_lr: float, pct_start: float = 0.15) -> float:
+    """torch's OneCycle (cosine, div 25, final div 1e4) as a function of the fraction of the run done."""
+    f = min(max(fraction, 0.0), 1.0)
+    low = max_lr / 25.0
+    if f < pct_start:
+        return low + (max_lr - low) * (1.0 - math.cos(math.pi * f / pct_start)) / 2.0
+    final = low / 1e4
+    return final + (max_lr - final) * (1.0 + math.cos(math.pi * (f - pct_start) / (1.0 - pct_start))) / 2.0
+
+
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return {"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state()}
+
+
+def calibration_batch(
+    args: argparse.Namespace, params: ProcessingParams, model: torch.nn.Module
+) -> torch.Tensor:
+    """Training-like windows (another seed's signals) to set BatchNorm statistics when fine-tuning."""
+    mix = Mix(getattr(args, "profile", "short"), 0.0)
+    items = Pool(args.seed + 10_000, params, 48, 0, mix=mix).at_round(0)
+    x, _ = sample_batch(
+        np.random.default_rng(args.seed + 10_000), items, 256, params.window, args.event_fraction
+    )
+    return torch.from_numpy(x)
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,6 +124,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.15)
     step, wall_before = 0, 0.0
+    init_onnx = getattr(args, "init_onnx", None)
+    if init_onnx and resume is None:  # fine-tune: start from a shipped ONNX file's weights
+        from export.onnx_init import load_onnx_weights
+
+        load_onnx_weights(model, init_onnx, calibration_batch(args, params, model))
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -115,7 +143,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     }
     low_snr = LowSnr(getattr(args, "low_snr_fraction", 0.0), tuple(getattr(args, "low_snr_db", LowSnr().db)))
     fresh = bool(getattr(args, "fresh_noise", False))
-    pool = Pool(args.seed, params, args.pool, args.refresh_count, low_snr, fresh)
+    mix = Mix(getattr(args, "profile", "short"), getattr(args, "long_fraction", 0.0))
+    pool = Pool(args.seed, params, args.pool, args.refresh_count, low_snr, fresh, mix)
     t0, losses, start_step = time.monotonic(), [], step
     items = pool.at_round(step // args.refresh)
 
@@ -134,6 +163,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             final=final,
             training_data={
                 "simulator": "export.sim.simulator",
+                "profile": mix.profile,
+                "long_fraction": mix.long_fraction,
+                "init_onnx": str(init_onnx) if init_onnx else None,
                 "seed": args.seed,
                 "signals_seen": (step // args.refresh) * args.refresh_count + args.pool,
                 "windows_seen": step * args.batch,
@@ -143,7 +175,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     model.train()
     bar = tqdm(total=args.steps, initial=step, desc=f"train w{args.widths[0]}", disable=args.quiet)
+    budget = float(getattr(args, "time_budget_s", 0.0) or 0.0)
     while step < args.steps:
+        if budget:  # the schedule runs on wall time: the LR anneals to ~0 exactly when the budget is spent
+            done = (wall_before + time.monotonic() - t0) / budget
+            if done >= 1.0:
+                save(final=True)
+                break
+            for group in opt.param_groups:
+                group["lr"] = one_cycle_lr(done, args.lr)
         stop_after = getattr(args, "stop_after", 0)
         if (args.time_limit_s and time.monotonic() - t0 > args.time_limit_s) or (
             stop_after and step - start_step >= stop_after
@@ -157,11 +197,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
+        if not budget:
+            sched.step()
         step += 1
         losses.append(loss.item())
         bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}")
         if step % args.save_every == 0 or step == args.steps:
             save(final=step == args.steps)
     bar.close()
@@ -197,6 +238,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--low-snr-fraction", type=float, default=0.0, help="share of low-SNR signals")
     p.add_argument("--low-snr-db", type=_parse_floats, default=LowSnr().db, help="low SNR range, dB: lo,hi")
     p.add_argument("--fresh-noise", action="store_true", help="a new white-noise draw in every window")
+    p.add_argument(
+        "--profile", choices=("short", "family", "both"), default="short", help="interference profile"
+    )
+    p.add_argument("--long-fraction", type=float, default=0.0, help="share of long int8 VSB-format signals")
+    p.add_argument("--init-onnx", help="fine-tune: start from this ONNX model's weights (same widths)")
     p.add_argument("--pool", type=int, default=96, help="signals held in memory")
     p.add_argument("--refresh", type=int, default=25, help="steps between pool refreshes")
     p.add_argument("--refresh-count", type=int, default=12, help="signals replaced per refresh")
@@ -206,6 +252,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--processing", help="JSON file of ProcessingParams (default: DEFAULT_PARAMS)")
     p.add_argument("--set", action="append", metavar="KEY=JSON", help="override one processing param")
     p.add_argument("--time-limit-s", type=float, default=0.0, help="save and stop after this long (0 = off)")
+    p.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=0.0,
+        help="OneCycle over wall time: the run ends, annealed, after this long (--steps is then a cap)",
+    )
     p.add_argument("--stop-after", type=int, default=0, help="save and stop after this many steps (0 = off)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -2,6 +2,10 @@
 
 A signal is the sum of an AC sinusoid, PD pulses, white noise, discrete spectral carriers and non-PD pulse
 interference (opposite-polarity pairs and pulse trains). Only PD pulses are labelled in `mask`.
+Two interference profiles (`random_config(profile=...)`): "short" (the held-out set's, unchanged: pairs and
+trains of very short pulses) and "family" (training: pairs, bipolar impulses, trains and impulsive bursts
+built from the PD pulse family itself, plus domain randomisation: a third pulse model, baseline wander and
+int8 re-quantisation of whole signals; export.sim.interference).
 Everything is drawn from `np.random.default_rng(seed)`: the same config and seed give bit-identical output.
 
 Conventions
@@ -22,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from export.sim.interference import baseline_wander, family_waveform
 from export.sim.waveforms import (
     REF_POWER_RATIO,
     is_free,
@@ -36,7 +41,9 @@ PD_GAP = 2  # empty samples kept between two PD waveforms
 INTERFERENCE_MARGIN = 16  # samples kept between interference and PD waveforms, so labels stay clean
 VSB_FS_HZ = 40e6  # VSB: 800,000 samples per 20 ms
 REGIMES = ("vsb", "seed", "mixed")
-INTERFERENCE_KINDS = ("spectral", "pair", "train")
+INTERFERENCE_KINDS = ("spectral", "pair", "train", "bipolar", "impulsive")
+_SHORT_KINDS = INTERFERENCE_KINDS[:3]  # what the "short" profile draws
+PROFILES = ("short", "family")
 #: AC phase windows [lo, hi) deg where PD pulses peak: the quarters where |AC| rises.
 PD_PHASE_WINDOWS: tuple[tuple[float, float], ...] = ((0.0, 90.0), (180.0, 270.0))
 #: What SimulatedSignal.kinds can contain.
@@ -61,7 +68,7 @@ class Interference:
 
     start: int
     end: int
-    kind: str  # "pair" | "train"
+    kind: str  # "pair" | "train" | "bipolar" | "impulsive"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,11 +100,19 @@ class SimConfig:
     polarity_bias: float = 0.75
     quantize_int8: bool = False
     regime: str = "custom"
+    # profile "family" (all off by default, so "short" signals are bit-identical to before it existed)
+    interference_style: str = "short"  # "short": pairs/trains of very short pulses; "family": PD-like
+    bipolar_count: int = 0
+    impulsive_count: int = 0
+    gauss_fraction: float = 0.0  # probability that a PD pulse is a Gaussian bump
+    wander_amplitude: float = 0.0  # slow baseline drift, signal units
+    requantize_peak: float | None = None  # round the whole signal to integers with this max |value|
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or not self.samples_per_cycle > 0 or not self.power_freq_hz > 0:
             raise ValueError("n_samples must be >= 1, samples_per_cycle and power_freq_hz > 0")
-        if min(self.n_pd, self.spectral_carriers, self.pair_count, self.train_count) < 0:
+        counts = (self.n_pd, self.spectral_carriers, self.pair_count, self.train_count, self.bipolar_count)
+        if min(*counts, self.impulsive_count) < 0:
             raise ValueError("counts must be >= 0")
         if self.pd_amplitude < 0 or self.spectral_amplitude < 0 or self.ac_amplitude < 0:
             raise ValueError("amplitudes must be >= 0")
@@ -183,6 +198,8 @@ def _place_pd(rng: np.random.Generator, cfg: SimConfig, pd: np.ndarray) -> tuple
     ci = 0
     for _ in range(cfg.n_pd):
         kind = "osc" if rng.random() < cfg.osc_fraction else "exp"
+        if cfg.gauss_fraction > 0 and rng.random() < cfg.gauss_fraction:
+            kind = "gauss"
         wave, k = pd_waveform(rng, kind)
         mag = cfg.pd_amplitude * float(np.clip(rng.lognormal(0.0, 0.35), 0.3, 3.0))
         a = None
@@ -213,8 +230,11 @@ def _place_interference(
     placed: list[tuple[int, int]] = []
     events: list[Interference] = []
     jobs = ["pair"] * cfg.pair_count + ["train"] * cfg.train_count
+    jobs += ["bipolar"] * cfg.bipolar_count + ["impulsive"] * cfg.impulsive_count
     for kind in jobs:
-        if kind == "pair":
+        if cfg.interference_style == "family" and (kind not in ("pair", "train") or rng.random() < 0.8):
+            wave = family_waveform(rng, kind, cfg.pd_amplitude)  # 20 % of pairs/trains stay "short"
+        elif kind == "pair":
             wave = pair_waveform(rng, cfg.pd_amplitude * rng.uniform(2.0, 10.0))
         else:
             wave = train_waveform(rng, cfg.pd_amplitude * rng.uniform(1.5, 6.0))
@@ -255,6 +275,12 @@ def simulate(config: SimConfig, seed: int, *, return_components: bool = False) -
     sigma = _noise_std(cfg, pd_power)
     noise = sigma * rng.standard_normal(n) if sigma > 0 else np.zeros(n)
     signal = ac + pd + interference + spectral + noise
+    if cfg.wander_amplitude > 0:
+        signal = signal + baseline_wander(rng, n, cfg.wander_amplitude)
+    if cfg.requantize_peak is not None:  # a digitiser's counts; only when PD stays above 3 counts
+        scale = cfg.requantize_peak / max(float(np.max(np.abs(signal))), 1e-300)
+        if cfg.pd_amplitude * scale >= 3.0:
+            signal = np.clip(np.round(signal * scale), -128.0, 127.0) / scale
     if cfg.quantize_int8:
         signal = np.clip(np.round(signal), -128.0, 127.0)
     mask = np.zeros(n, dtype=bool)
@@ -279,6 +305,7 @@ def random_config(
     power_freq_hz: float | None = None,
     samples_per_cycle: float | None = None,
     pd_phase_windows: tuple[tuple[float, float], ...] = PD_PHASE_WINDOWS,
+    profile: str = "short",
 ) -> SimConfig:
     """Draw a config for `regime` ("vsb", "seed" or "mixed"); every keyword pins one aspect for buckets.
 
@@ -286,9 +313,13 @@ def random_config(
     white_noise: False = no white noise; None = regime default (always for vsb, 95 % mixed, 50 % seed).
     interference: exactly these of "spectral", "pair", "train" (``()`` = none); None draws each at random.
     n_pd: fixed PD pulse count; None = 0 with probability `pd_free_prob`, else 1..min(24, n/400).
+    profile: "short" (the held-out and validation sets) or "family" (PD-family interference and domain
+    randomisation, drawn after everything "short" draws).
     """
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}")
     if interference is not None and not set(interference) <= set(INTERFERENCE_KINDS):
         raise ValueError(f"interference kinds must be among {INTERFERENCE_KINDS}")
     if snr_db is not None and white_noise is False:
@@ -330,7 +361,11 @@ def random_config(
             ac_phase = rng.uniform(0.0, 360.0)
     if interference is None:
         odds = (0.4, 0.35, 0.3)
-        interference = tuple(k for k, p in zip(INTERFERENCE_KINDS, odds, strict=True) if rng.random() < p)
+        interference = tuple(k for k, p in zip(_SHORT_KINDS, odds, strict=True) if rng.random() < p)
+        if profile == "family":
+            interference += tuple(k for k in ("bipolar", "impulsive") if rng.random() < 0.3)
+            if "pair" not in interference and rng.random() < 0.3:  # the commonest false PD: more of it
+                interference += ("pair",)
     kinds = set(interference)
     long_signal = n > 100_000
     # Carriers comparable to the white noise (to the noise of a 20 dB SNR when there is none).
@@ -338,6 +373,18 @@ def random_config(
     spectral_amp = sigma_ref * rng.uniform(0.5, 2.0)
     if quantize:
         spectral_amp = max(spectral_amp, 1.0)  # below one count the carriers would round away
+    family: dict[str, Any] = {}
+    if profile == "family":
+        family = {
+            "interference_style": "family",
+            "bipolar_count": int(rng.integers(1, 6 if long_signal else 3)) if "bipolar" in kinds else 0,
+            "impulsive_count": int(rng.integers(1, 6 if long_signal else 3)) if "impulsive" in kinds else 0,
+            "gauss_fraction": float(rng.uniform(0.0, 0.4)),
+            "wander_amplitude": float(ac_amp * rng.uniform(0.01, 0.3)) if rng.random() < 0.5 else 0.0,
+            "requantize_peak": float(rng.uniform(30.0, 127.0))
+            if not quantize and rng.random() < 0.2
+            else None,
+        }
     return SimConfig(
         n_samples=int(n),
         samples_per_cycle=float(spc),
@@ -356,6 +403,7 @@ def random_config(
         polarity_bias=float(rng.uniform(0.5, 0.95)),
         quantize_int8=quantize,
         regime=regime,
+        **family,
     )
 
 

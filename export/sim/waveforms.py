@@ -35,8 +35,24 @@ def is_free(a: int, b: int, taken: list[tuple[int, int]], gap: int) -> bool:
     return all(b + gap <= s or a >= e + gap for s, e in taken)
 
 
+#: PD pulse models: damped exponential, damped oscillatory, Gaussian bump ("gauss": simulator profile
+#: "family" only, for domain randomisation).
+PD_KINDS = ("exp", "osc", "gauss")
+
+
+def gauss_bump(sigma: float, offset: float) -> tuple[np.ndarray, int]:
+    """A unit Gaussian bump exp(-t^2 / 2 sigma^2) centred `offset` samples past 4 sigma + 1."""
+    half = math.ceil(4.0 * sigma) + 1
+    t = np.arange(2 * half + 2) - (half + offset)
+    wave = np.exp(-0.5 * (t / sigma) ** 2)
+    k = int(np.argmax(wave))
+    return wave / wave[k], k
+
+
 def pd_waveform(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, int]:
     """Unit PD pulse, tau in samples: supports of a few to a few tens of samples."""
+    if kind == "gauss":
+        return gauss_bump(log_uniform(rng, 0.6, 6.0), rng.random())
     if kind == "osc":
         tau1 = log_uniform(rng, 2.0, 25.0)
         return damped(tau1, tau1 * rng.uniform(0.05, 0.3), rng.uniform(0.02, 0.25), rng.random())

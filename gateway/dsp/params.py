@@ -49,6 +49,10 @@ class ProcessingParams:
     min_region_peak: drop regions whose signed max of the preprocessed signal is below this (None = keep).
     drop_edge_regions: drop regions starting at sample 0 (seed 000's /test endpoint did).
     min_region_samples / merge_gap: drop shorter runs; merge runs separated by at most this many samples.
+    twin_window / twin_ratio (interference rejection, issue 11): drop a region when, within `twin_window`
+        samples of its peak (either side), the preprocessed signal reaches the opposite polarity at
+        >= `twin_ratio` times the peak's |value| -- the near-equal inverted twin of an opposite-polarity
+        pair. 0 = off (the default, so versions without it are unchanged).
     """
 
     window: int = 1024
@@ -70,6 +74,9 @@ class ProcessingParams:
     drop_edge_regions: bool = False
     min_region_samples: int = 1
     merge_gap: int = 0
+    # interference rejection rule (issue 11)
+    twin_window: int = 0
+    twin_ratio: float = 0.8
 
     def __post_init__(self) -> None:
         problems = _type_problems(self)
@@ -101,6 +108,8 @@ class ProcessingParams:
             problems.append(f"normalisation must be one of {NORMALISATIONS}")
         if not 0.0 < self.threshold < 1.0:
             problems.append("threshold must be in (0, 1)")
+        if self.twin_window < 0 or not 0.0 < self.twin_ratio <= 1.0:
+            problems.append("twin_window must be >= 0 and twin_ratio in (0, 1]")
         if self.valid_threshold < 0 or self.min_region_samples < 1 or self.merge_gap < 0:
             problems.append("valid_threshold, merge_gap must be >= 0 and min_region_samples >= 1")
         if problems:
@@ -126,7 +135,7 @@ class ProcessingParams:
 
 
 _BOOLS = ("align_last_window", "drop_edge_regions")
-_INTS = ("window", "hop", "halo", "highpass_order", "min_region_samples", "merge_gap")
+_INTS = ("window", "hop", "halo", "highpass_order", "min_region_samples", "merge_gap", "twin_window")
 
 
 def _type_problems(params: ProcessingParams) -> list[str]:

@@ -95,7 +95,25 @@ def find_region_arrays(prob: np.ndarray, x_pre: np.ndarray, params: ProcessingPa
     peak_index = idx[hits][first]
     csum = np.concatenate(([0.0], np.cumsum(prob, dtype=np.float64)))
     mean_score = (csum[ends] - csum[starts]) / lengths
-    return RegionArrays(starts, ends, peak_index, x_pre[peak_index], mean_score)
+    regions = RegionArrays(starts, ends, peak_index, x_pre[peak_index], mean_score)
+    if params.twin_window > 0:
+        regions = _select(regions, ~has_twin(x_pre, peak_index, params.twin_window, params.twin_ratio))
+    return regions
+
+
+def has_twin(x: np.ndarray, peaks: np.ndarray, window: int, ratio: float) -> np.ndarray:
+    """Per peak: does x reach the opposite polarity at >= ratio * |x[peak]| within `window` samples?"""
+    offsets = np.concatenate((np.arange(-window, 0), np.arange(1, window + 1)))
+    idx = np.clip(peaks[:, None] + offsets[None, :], 0, x.size - 1)
+    peak = x[peaks].astype(np.float64)
+    opposite = -np.sign(peak)[:, None] * x[idx]  # > 0 where the neighbour has the opposite polarity
+    return np.max(opposite, axis=1) >= ratio * np.abs(peak)
+
+
+def _select(r: RegionArrays, keep: np.ndarray) -> RegionArrays:
+    return RegionArrays(
+        r.start[keep], r.end[keep], r.peak_index[keep], r.peak_amplitude[keep], r.mean_score[keep]
+    )
 
 
 def find_regions(prob: np.ndarray, x_pre: np.ndarray, params: ProcessingParams) -> list[Region]:

@@ -1,0 +1,107 @@
+"""Choose post-processing on the VALIDATION set: run the network once, score many region rules.
+
+    python -m export.sweep --checkpoint runs/ft2/checkpoint.pt --seed 777 --n-signals 200 --n-vsb-full 4 \
+        --profile family --variant threshold=0.5 --variant threshold=0.7,twin_window=8 --out runs/sweep
+
+Each --variant is KEY=JSON[,KEY=JSON...] over the model's processing params; only the region stage (threshold,
+region filters, the twin rule) may differ, since the probabilities are computed once. Never run it on the
+held-out or cross-generator sets: they are for the final report only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.evaluate import COLLAR, _requests, bucket_keys, heldout_set, ort_infer
+from export.sim.scoring import Accumulator, regions_to_mask
+from gateway.dsp.params import ProcessingParams, parse_overrides
+from gateway.dsp.processing import preprocess_batch, run_pipeline
+from gateway.dsp.regions import find_region_arrays
+
+REGION_STAGE = {
+    "threshold",
+    "min_region_peak",
+    "min_region_samples",
+    "merge_gap",
+    "twin_window",
+    "twin_ratio",
+}
+
+
+def sweep(signals: list, params: ProcessingParams, infer: Any, variants: list[dict[str, Any]]) -> list[dict]:
+    """Per variant: overall P/R/F1, false regions on PD-free signals and on whole 800k signals."""
+    probs: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(signals)
+    for group in _requests(signals, 8):
+        batch = [signals[i].signal for i in group]
+        results = run_pipeline(batch, params, infer, keep_probability=True)
+        pre, _ = preprocess_batch(batch, params)
+        for i, res, x in zip(group, results, pre, strict=True):
+            probs[i] = (res.probability, x) if res.valid and res.probability is not None else None
+    rows = []
+    for changes in variants:
+        if set(changes) - REGION_STAGE:
+            raise ValueError(f"only region-stage params may vary: {sorted(set(changes) - REGION_STAGE)}")
+        p = params.replace(**changes)
+        acc = Accumulator(COLLAR)
+        for sim, pr in zip(signals, probs, strict=True):
+            if pr is None:
+                pred: list[tuple[int, int]] = []
+            else:
+                r = find_region_arrays(pr[0], pr[1], p)
+                pred = list(zip(r.start.tolist(), r.end.tolist(), strict=True))
+            n = sim.signal.size
+            acc.add(bucket_keys(sim), sim.events, pred, sim.mask, regions_to_mask(pred, n))
+        s = acc.summary()
+        row = {"variant": changes, **{k: round(s["all"][k], 4) for k in ("precision", "recall", "f1")}}
+        for key in ("pd:free", "regime:vsb_full", "interference:pair", "interference:train"):
+            if key in s:
+                row[key] = {
+                    k: round(s[key][k], 4) if isinstance(s[key][k], float) else s[key][k]
+                    for k in ("f1", "precision", "recall", "fp", "n_signals")
+                }
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.sweep", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--set", action="append", metavar="KEY=JSON", help="override one processing param")
+    p.add_argument("--variant", action="append", required=True, help="KEY=JSON[,KEY=JSON...]")
+    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--n-signals", type=int, default=200)
+    p.add_argument("--n-vsb-full", type=int, default=4)
+    p.add_argument("--profile", choices=("short", "family"), default="short")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, required=True, help="writes <out>.json")
+    args = p.parse_args(argv)
+    if args.seed == 20261123:
+        raise SystemExit("that is the held-out seed: sweep on validation only")
+    from export.export_onnx import to_onnx_bytes  # torch only here
+    from export.model import load_checkpoint
+
+    model, meta = load_checkpoint(args.checkpoint)
+    params = ProcessingParams.from_dict(meta["processing"]).replace(**parse_overrides(args.set or []))
+    infer = ort_infer(to_onnx_bytes(model, params.window, 17), args.threads)
+    signals = heldout_set(args.n_signals, args.n_vsb_full, args.seed, args.profile)
+    variants = [parse_overrides(v.split(",")) for v in args.variant]
+    rows = sweep(signals, params, infer, variants)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{args.out}.json").write_text(json.dumps({"argv": argv or sys.argv[1:], "rows": rows}, indent=2))
+    for row in rows:
+        extra = "  ".join(f"{k} fp {row[k]['fp']}" for k in ("pd:free", "regime:vsb_full") if k in row)
+        print(
+            f"{json.dumps(row['variant']):>50}  P {row['precision']:.3f} R {row['recall']:.3f} "
+            f"F1 {row['f1']:.3f}  {extra}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Issue 11: injecting an opposite-polarity pair or a pulse train into a PD signal adds no region and
+removes none of the true ones. Shipped pd_unet1d v1 (ONNX Runtime) through the real pipeline, with the
+version's own processing params; pairs at 2-8x the PD amplitude, PD-like shapes and widths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from export.sim.interference import family_pair, family_train
+from export.sim.scoring import match_events
+from export.sim.simulator import SimConfig, simulate
+from gateway import repository
+from gateway.dsp.params import ProcessingParams
+from gateway.dsp.processing import run_pipeline
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "pd_unet1d"
+COLLAR = 10
+CLEARANCE = 80  # samples between an injected event and any PD pulse or region
+
+
+@pytest.fixture(scope="module")
+def detect():  # type: ignore[no-untyped-def]
+    data = repository.processing_params_from_config(repository.read_config(MODEL_DIR), 1)
+    assert data is not None
+    params = ProcessingParams.from_dict(data)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(MODEL_DIR / "1" / "model.onnx"), opts)
+
+    def run(x: np.ndarray) -> list[tuple[int, int]]:
+        (res,) = run_pipeline([x], params, lambda w: session.run(None, {"signal": w})[0])
+        return [(r.start, r.end) for r in res.regions]
+
+    return run
+
+
+def _base(seed: int):  # type: ignore[no-untyped-def]
+    cfg = SimConfig(
+        n_samples=8192,
+        samples_per_cycle=3333.0,
+        ac_amplitude=20.0,
+        ac_phase_deg=0.0,
+        n_pd=6,
+        pd_amplitude=1.0,
+        snr_db=20.0,
+        osc_fraction=0.4,
+    )
+    return simulate(cfg, seed)
+
+
+def _free_spot(s, taken: list[tuple[int, int]], size: int, rng: np.random.Generator) -> int:  # type: ignore[no-untyped-def]
+    for _ in range(500):
+        a = int(rng.integers(CLEARANCE, s.signal.size - size - CLEARANCE))
+        if all(a + size + CLEARANCE <= lo or a >= hi + CLEARANCE for lo, hi in taken):
+            return a
+    raise AssertionError("no room")
+
+
+def _check(detect, seed: int, kind: str) -> None:  # type: ignore[no-untyped-def]
+    """Three pairs (2, 4, 8x PD amplitude) and one train (3x), each injected alone at a free spot."""
+    s = _base(seed)
+    before = detect(s.signal)
+    found = {i for i, ev in enumerate(s.events) if match_events([ev], before, COLLAR)[0]}
+    assert len(found) >= 4  # a clean 20 dB signal: the base detection works
+    rng = np.random.default_rng(seed)
+    taken = [*s.events, *before]
+    waves = [("pair", family_pair(rng, a)) for a in (2.0, 4.0, 8.0)] + [("train", family_train(rng, 3.0))]
+    spots = [_free_spot(s, taken, wave.size, rng) for _, wave in waves]
+    for (k, wave), a in zip(waves, spots, strict=True):
+        if k != kind:
+            continue
+        x = s.signal.copy()
+        x[a : a + wave.size] += wave
+        after = detect(x)
+        new = [r for r in after if r[1] > a - COLLAR and r[0] < a + wave.size + COLLAR]
+        assert not new, f"a region on the injected {k} at {a}: {new}"
+        kept = {i for i, ev in enumerate(s.events) if match_events([ev], after, COLLAR)[0]}
+        assert found <= kept, f"true pulses lost: {sorted(found - kept)}"
+
+
+KNOWN_LOSS = pytest.mark.xfail(
+    strict=True,
+    reason="v1 puts a region on one of these pairs: 13-23 % of cross-generator pairs do (docs/model.md)",
+)
+
+
+@pytest.mark.parametrize("seed", [11, pytest.param(12, marks=KNOWN_LOSS), 13])
+def test_pairs_add_no_region_and_remove_no_true_one(detect, seed: int) -> None:  # type: ignore[no-untyped-def]
+    _check(detect, seed, "pair")
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_trains_add_no_region_and_remove_no_true_one(detect, seed: int) -> None:  # type: ignore[no-untyped-def]
+    _check(detect, seed, "train")
