@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+_COARSE_POINTS = 16_384  # the period search's FFT length at most
+
 
 @dataclass(frozen=True)
 class AcFit:
@@ -47,12 +49,18 @@ def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple
 
 
 def _search_period(x: np.ndarray) -> float | None:
-    """Coarse period from the strongest FFT bin, refined by least squares (leakage biases the bin)."""
+    """Coarse period from the strongest FFT bin, refined by least squares (leakage biases the bin).
+
+    The FFT runs on block means of at most _COARSE_POINTS blocks: the power-frequency sinusoid is slow,
+    and averaging (a low-pass) keeps fast interference from aliasing onto it.
+    """
     n = x.size
-    spectrum = np.abs(np.fft.rfft(x - x.mean()))
+    block = max(1, n // _COARSE_POINTS)
+    coarse = x[: n - n % block].reshape(-1, block).mean(axis=1) if block > 1 else x
+    spectrum = np.abs(np.fft.rfft(coarse - coarse.mean()))
     if spectrum.size < 3:
         return None
-    k = int(np.argmax(spectrum[1:])) + 1
+    k = round((int(np.argmax(spectrum[1:])) + 1) * n / (coarse.size * block))  # cycles in the signal
     step = max(1, n // 1024)  # the period search needs far fewer points than the final fit
     idx = np.arange(0, n, step, dtype=np.float64)
     y = x[::step]
