@@ -44,8 +44,11 @@ def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple
     gram += np.eye(3) * (1e-9 * m)
     rhs = np.stack([sin @ y, cos @ y, np.full_like(s1, y.sum())], axis=-1)
     coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
-    resid = y[None, :] - (coef[:, :1] * sin + coef[:, 1:2] * cos + coef[:, 2:])
-    return coef, resid.var(axis=1)
+    # The residual's variance from the normal equations: no [k, m] residual matrix.
+    gram -= np.eye(3) * (1e-9 * m)
+    rss = float(y @ y) - 2.0 * np.einsum("ki,ki->k", coef, rhs) + np.einsum("ki,kij,kj->k", coef, gram, coef)
+    mean = rhs[:, 2] / m - np.einsum("ki,ki->k", coef, gram[:, 2]) / m
+    return coef, np.maximum(rss / m - mean**2, 0.0)
 
 
 def _search_period(x: np.ndarray) -> float | None:

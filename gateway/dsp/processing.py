@@ -35,10 +35,16 @@ class SignalStats:
     std_amplitude: float
 
 
+@lru_cache(maxsize=16)
+def _butter_high(order: int, wn: float) -> tuple[np.ndarray, np.ndarray]:
+    b, a = butter(order, wn, "high")  # designing it costs as much as filtering a 7,920-sample signal
+    return b, a
+
+
 def _highpass(x: np.ndarray, params: ProcessingParams) -> np.ndarray:
     if params.highpass_wn is None or x.size == 0:
         return x.astype(np.float64)
-    b, a = butter(params.highpass_order, params.highpass_wn, "high")
+    b, a = _butter_high(params.highpass_order, params.highpass_wn)
     padlen = min(3 * max(len(a), len(b)), x.size - 1)  # scipy's default, shrunk so any length >= 1 works
     return filtfilt(b, a, x, padlen=padlen)
 
