@@ -112,6 +112,42 @@ def run_for(seconds: float, clients: int, work: Callable[[int, int], int]) -> di
     }
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process and its live descendants so far (Linux /proc); 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [
+            int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()
+        ]
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(c) for c in children)
+
+
+def prepost_ms(signals: list[np.ndarray], params: ProcessingParams, repeats: int) -> dict[str, float]:
+    """Median thread CPU ms of the gateway's own work per signal (prepare, finish, AC fit), model
+    excluded: run on one core whatever else the machine does."""
+    from gateway.dsp.phase import estimate_ac_phase
+    from gateway.dsp.processing import finish, prepare
+
+    times = []
+    for _ in range(repeats):
+        for x in signals:
+            t0 = time.thread_time()
+            prep = prepare([x], params)
+            t1 = time.thread_time()
+            probs = np.zeros(prep.batch.shape, np.float32)  # not timed: stands for the model
+            t2 = time.thread_time()
+            (done,) = finish(prep, probs, params)
+            if done is not None:
+                estimate_ac_phase(x)  # the gateway fits it only when a signal has regions: the worst case
+            times.append((t1 - t0) + (time.thread_time() - t2))
+    return {"median_ms": round(1000 * float(np.median(times)), 2), "signals": len(times)}
+
+
 def triton_stats(client: grpcclient.InferenceServerClient, model: str, version: str) -> dict[str, int]:
     stats = client.get_inference_statistics(model, version, as_json=True)["model_stats"][0]
     s = stats["inference_stats"]
@@ -162,6 +198,8 @@ class Bench:
         self.w = params.window
         self.infer = ort_infer(str(onnx_path), args.threads)
         self.rows: list[dict[str, Any]] = []
+        self.pids: tuple[int | None, int | None] = (None, None)  # gateway, Triton: CPU accounting
+        self.prepost: dict[str, dict[str, float]] = {}
 
     def row(self, workload: str, path: str, clients: int, result: dict[str, Any], **extra: Any) -> None:
         entry = {"workload": workload, "path": path, "clients": clients, **result, **extra}
@@ -225,10 +263,15 @@ class Bench:
             sent[c] += int(r.json()["windows_inferred"])
             return 1
 
-        before = stats()
+        pids = self.pids
+        before, cpu0 = stats(), [cpu_seconds(p) for p in pids]
         result = run_for(self.args.seconds, clients, work)
         triton = stats_delta(before, stats())
-        result["windows_per_signal"] = round(sum(sent) / max(result["signals"], 1), 1)
+        n = max(result["signals"], 1)
+        result["windows_per_signal"] = round(sum(sent) / n, 1)
+        gw_cpu, triton_cpu = (1000 * (cpu_seconds(p) - c) / n for p, c in zip(pids, cpu0, strict=True))
+        result["gateway_cpu_ms_per_signal"] = round(gw_cpu, 2)
+        result["triton_cpu_ms_per_signal"] = round(triton_cpu, 2)
         self.row(workload, path or f"gateway_{body}", clients, result, triton=triton)
         for conn in conns:
             conn.close()
@@ -297,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 base = f"http://127.0.0.1:{port}"
                 _wait_ready(base)
+                bench.pids = (gw.pid, triton.pid)
                 stats_client = grpcclient.InferenceServerClient(triton.grpc_url)
                 for wl in workloads:
                     _bench_workload(
@@ -311,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds_per_row=args.seconds,
         loadavg_1m_at_end=round(os.getloadavg()[0], 2),
         screen_peak=params.screen_peak,
+        prepost_cpu_ms_per_signal=bench.prepost,
         command=" ".join(["pd-gateway bench", *(argv if argv is not None else sys.argv[1:])]),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -352,6 +397,7 @@ def _bench_workload(
     }
     name = bench.args.name
     c = MAIN_CONCURRENCY[wl]
+    bench.prepost[wl] = prepost_ms(signals, bench.params.replace(screen_peak=None), 1 if quick else 3)
 
     def stats(v: str = "1") -> dict[str, int]:
         return triton_stats(stats_client, name, v)

@@ -36,8 +36,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"### {title}",
             "",
             "| path | clients | signals/s | gateway `.npy` vs it | windows to Triton per signal "
-            "| windows per Triton execution | Triton queue ms/request | compute ms/execution |",
-            "|---|---|---|---|---|---|---|---|",
+            "| windows per Triton execution | Triton queue ms/request | compute ms/execution "
+            "| gateway CPU ms/signal | Triton CPU ms/signal |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             t = r.get("triton") or {}
@@ -46,8 +47,16 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"| {LABELS.get(r['path'], r['path'])} | {r['clients']} | {r['signals_per_s']:.2f} "
                 f"| {ratio:.2f}× "
                 f"| {r.get('windows_per_signal', '')} | {t.get('windows_per_execution', '')} "
-                f"| {t.get('queue_ms_per_request', '')} | {t.get('compute_ms_per_execution', '')} |"
+                f"| {t.get('queue_ms_per_request', '')} | {t.get('compute_ms_per_execution', '')} "
+                f"| {r.get('gateway_cpu_ms_per_signal', '')} | {r.get('triton_cpu_ms_per_signal', '')} |"
             )
+        pp = report.get("prepost_cpu_ms_per_signal", {}).get(wl)
+        if pp:
+            out += [
+                "",
+                f"Gateway pre + post per signal (prepare, finish, AC fit; thread CPU time, one core, model "
+                f"excluded): median {pp['median_ms']} ms over {pp['signals']} signals.",
+            ]
         out.append("")
     return "\n".join(out)
 

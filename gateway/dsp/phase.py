@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _COARSE_POINTS = 16_384  # the period search's FFT length at most
+_TRIG_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,26 @@ class AcFit:
         return float(deg) if np.ndim(deg) == 0 else deg
 
 
+def _sin_cos(omega: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sin and cos of omega[k] * idx[m] for evenly spaced idx, as [k, m] arrays: a block's phases times
+    each block's start phase (one complex product per element instead of two transcendental calls)."""
+    m = idx.size
+    step = float(idx[1] - idx[0]) if m > 1 else 1.0
+    block = _TRIG_BLOCK
+    rows = -(-m // block)
+    inner = np.exp(1j * omega[:, None] * (idx[0] + step * np.arange(block)))[:, None, :]
+    outer = np.exp(1j * omega[:, None] * (step * block * np.arange(rows)))[:, :, None]
+    z = (outer * inner).reshape(omega.size, rows * block)[:, :m]
+    return np.ascontiguousarray(z.imag), np.ascontiguousarray(z.real)
+
+
 def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least squares y ~ a*sin(w) + b*cos(w) + c for every candidate period at once.
 
     Normal equations per candidate (3x3, a tiny ridge keeps sub-cycle periods solvable); returns the
     coefficients [k, 3] and the residual variances [k].
     """
-    w = (2.0 * math.pi / periods)[:, None] * idx[None, :]
-    sin, cos = np.sin(w), np.cos(w)
+    sin, cos = _sin_cos(2.0 * math.pi / periods, idx)
     m = float(idx.size)
     s1, c1 = sin.sum(1), cos.sum(1)
     sc = np.einsum("km,km->k", sin, cos)
