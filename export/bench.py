@@ -171,10 +171,15 @@ def stats_delta(a: dict[str, int], b: dict[str, int]) -> dict[str, float]:
     }
 
 
-def bench_repo(src: Path, name: str, version: int, dst: Path) -> tuple[ProcessingParams, bool]:
-    """A copy of `name` version `version`: v1 unscreened, v2 screened (if the version has a screen)."""
+def bench_repo(
+    src: Path, name: str, version: int, dst: Path, screen_peak: float | None = None
+) -> tuple[ProcessingParams, bool]:
+    """A copy of `name` version `version`: v1 unscreened, v2 screened (if the version has a screen, or
+    `screen_peak` gives one)."""
     config = repository.read_config(src / name)
     params = ProcessingParams.from_dict(repository.processing_params_from_config(config, version) or {})
+    if screen_peak is not None:
+        params = params.replace(screen_peak=screen_peak)
     screened = params.screen_peak is not None
     for v, p in [(1, params.replace(screen_peak=None))] + ([(2, params)] if screened else []):
         (dst / name / str(v)).mkdir(parents=True)
@@ -307,6 +312,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=8.0, help="per row")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (in-process rows)")
     p.add_argument("--workloads", default="800k,7920")
+    p.add_argument(
+        "--detail-workloads",
+        default="800k,7920",
+        help="workloads that also get the body formats and the concurrency sweep",
+    )
+    p.add_argument("--screen-peak", type=float, help="screen for the screened row (default: the version's)")
     p.add_argument("--quick", action="store_true", help="1 s rows, 7,920 samples, no sweep: a smoke run")
     p.add_argument("--out", type=Path, default=Path("reports/bench"), help="writes <out>.json/.md/.png")
     return p
@@ -323,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     version = args.version or max(repository.list_versions(src / args.name))
     report: dict[str, Any] = {"machine": machine(), "model": f"{args.name} version {version}", "rows": []}
     with tempfile.TemporaryDirectory(prefix="pd-bench-") as tmp:
-        params, screened = bench_repo(src, args.name, version, Path(tmp))
+        params, screened = bench_repo(src, args.name, version, Path(tmp), args.screen_peak)
         bench = Bench(args, params, Path(tmp) / args.name / "1" / repository.MODEL_FILENAME)
         config = repository.read_config(Path(tmp) / args.name)
         batch = config.max_batch_size or 64
@@ -335,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                 "TRITON_GRPC_URL": triton.grpc_url,
                 "PORT": str(port),
             }
+            env["TRITON_TIMEOUT_S"] = "600"  # throughput, not deadlines, is measured here
             env.pop("API_KEYS", None)
             gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env)
             try:
@@ -343,9 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                 bench.pids = (gw.pid, triton.pid)
                 stats_client = grpcclient.InferenceServerClient(triton.grpc_url)
                 for wl in workloads:
-                    _bench_workload(
-                        bench, wl, base, triton.grpc_url, batch, screened, stats_client, args.quick
-                    )
+                    detail = not args.quick and wl in args.detail_workloads.split(",")
+                    _bench_workload(bench, wl, base, triton.grpc_url, batch, screened, stats_client, detail)
             finally:
                 gw.terminate()
                 gw.wait(30)
@@ -387,7 +398,7 @@ def _bench_workload(
     batch: int,
     screened: bool,
     stats_client: grpcclient.InferenceServerClient,
-    quick: bool,
+    detail: bool,
 ) -> None:
     signals = make_signals(wl, 4 if wl == "800k" else 16)
     bodies = {
@@ -397,7 +408,7 @@ def _bench_workload(
     }
     name = bench.args.name
     c = MAIN_CONCURRENCY[wl]
-    bench.prepost[wl] = prepost_ms(signals, bench.params.replace(screen_peak=None), 1 if quick else 3)
+    bench.prepost[wl] = prepost_ms(signals, bench.params.replace(screen_peak=None), 3 if detail else 1)
 
     def stats(v: str = "1") -> dict[str, int]:
         return triton_stats(stats_client, name, v)
@@ -408,14 +419,13 @@ def _bench_workload(
     bench.direct(wl, signals, grpc_url, batch, c)
     bench.gateway(wl, bodies, base, stats, "npy", c)
     bench.seed(wl, signals)
-    if quick:
-        return
-    for body in ("raw", "json"):
-        bench.gateway(wl, bodies, base, stats, body, c)
-    for clients in SWEEP:
-        if clients != c:
-            bench.gateway(wl, bodies, base, stats, "npy", clients)
-    if screened:
+    if detail:
+        for body in ("raw", "json"):
+            bench.gateway(wl, bodies, base, stats, body, c)
+        for clients in SWEEP:
+            if clients != c:
+                bench.gateway(wl, bodies, base, stats, "npy", clients)
+    if screened and not bench.args.quick:
         bench.gateway(
             wl, bodies, base, lambda: stats("2"), "npy", c, version="2", path="gateway_npy_screened"
         )
