@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                 "PORT": str(port),
             }
             env["TRITON_TIMEOUT_S"] = "600"  # throughput, not deadlines, is measured here
+            env["MAX_JSON_BODY_BYTES"] = str(64 * 1024 * 1024)  # an 800k JSON body is ~17 MB
             env.pop("API_KEYS", None)
             gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env)
             try:
