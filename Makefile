@@ -17,7 +17,7 @@ $(VENV)/.base: pyproject.toml requirements.lock
 # torch comes first and pinned: 2.13.0 is the CPU build; a looser pin would pull a multi-GB CUDA build.
 $(VENV)/.dev: $(VENV)/.base
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[train,dev,loadtest]"
+	$(PIP) install -e ".[train,dev,loadtest,bench]"
 	touch $@
 
 setup: $(VENV)/.base

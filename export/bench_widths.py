@@ -1,7 +1,8 @@
 """ONNX Runtime speed per UNet1D width on this machine, next to the trained widths' accuracy.
 
     python -m export.bench_widths --widths 8,16,32,64 16,32,64,128 64,128,256,512 \
-        --eval 8,16,32,64=reports/eval_w8.json --eval 16,32,64,128=reports/eval_w16.json --out reports/bench
+        --eval 8,16,32,64=reports/eval_w8.json --eval 16,32,64,128=reports/eval_w16.json \
+        --out reports/bench_widths
 
 Speed: untrained models (weights do not change the cost) exported like the shipped one, CPU execution
 provider with `--threads` intra-op threads, batches of `--batch` windows; each width is timed for about

@@ -178,8 +178,12 @@ def export_checkpoint(
     config_options: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    int8: bool = False,
 ) -> ExportResult:
     """Export, verify and write one version; raises ParityError (nothing written) above `parity_tol`.
+
+    `int8` writes the verified FP32 graph statically quantised (export.quantize: QDQ, calibrated on
+    simulator windows); measure it with `python -m export.quantize` before serving it.
 
     `metrics` goes into the model card's `pd:metrics`; without it the checkpoint's own metrics do.
     """
@@ -204,6 +208,19 @@ def export_checkpoint(
     worst = max(parity.values())
     if not worst <= parity_tol:  # also catches NaN
         raise ParityError(f"ONNX/PyTorch max abs diff {worst:.3g} > tolerance {parity_tol:g}: {parity}")
+    quantization = None
+    if int8:
+        from export.quantize import calibration_windows, quantize_int8
+
+        onnx_bytes = quantize_int8(
+            onnx_bytes, calibration_windows(dsp_params.ProcessingParams.from_dict(params))
+        )
+        quantization = {
+            "method": "onnxruntime static",
+            "format": "QDQ",
+            "weights": "int8",
+            "activations": "uint8",
+        }
     card = model_card(
         name=name,
         window=win,
@@ -226,7 +243,8 @@ def export_checkpoint(
                 "stem_kernel": meta["stem_kernel"],
                 "stem_channels": meta["stem_channels"],
             },
-            "pd:parity_max_abs_diff": worst,
+            "pd:parity_max_abs_diff": worst,  # of the FP32 graph (before any quantisation)
+            **({"pd:quantization": quantization} if quantization else {}),
             "onnxruntime_version": ort.__version__,
         },
     )
@@ -269,6 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--validation-metrics", type=Path, help="the validation run's export.evaluate JSON report")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument("--int8", action="store_true", help="write the graph INT8-quantised (export.quantize)")
     serving = p.add_argument_group("config.pbtxt (unset: keep the existing config's value, or the default)")
     serving.add_argument("--max-batch-size", type=int)
     serving.add_argument("--max-queue-delay-us", type=int)
@@ -314,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             config_options=options,
             overrides=dsp_params.parse_overrides(args.set or []),
             metrics=metrics,
+            int8=args.int8,
         )
     except (ParityError, repository.RepositoryError, ValueError, KeyError, FileNotFoundError) as e:
         print(f"export failed, nothing written: {e}", file=sys.stderr)

@@ -30,10 +30,10 @@ import httpx
 import numpy as np
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from export.bench import machine
 from gateway.app import create_app
 from gateway.embedded import EmbeddedTriton, free_port
 from gateway.settings import Settings
-from loadtest.bench_latency import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"signal": np.sin(np.linspace(0, 20, 3000)).tolist()}

@@ -53,6 +53,10 @@ class ProcessingParams:
         samples of its peak (either side), the preprocessed signal reaches the opposite polarity at
         >= `twin_ratio` times the peak's |value| -- the near-equal inverted twin of an opposite-polarity
         pair. 0 = off (the default, so versions without it are unchanged).
+    screen_peak: window screening (None = off): a window whose max |preprocessed| is below this is not
+        sent to the model and gets probability 0. Calibrated per model version on simulator signals
+        (`python -m export.screening`) as the smallest window peak at which the model was ever seen to
+        reach the threshold, divided by a safety margin.
     """
 
     window: int = 1024
@@ -77,6 +81,7 @@ class ProcessingParams:
     # interference rejection rule (issue 11)
     twin_window: int = 0
     twin_ratio: float = 0.8
+    screen_peak: float | None = None  # window screening (export.screening)
 
     def __post_init__(self) -> None:
         problems = _type_problems(self)
@@ -102,6 +107,8 @@ class ProcessingParams:
             problems.append("noise_floor must be in (0, 1) or null")
         if self.max_input is not None and not self.max_input > 0:
             problems.append("max_input must be > 0 or null")
+        if self.screen_peak is not None and not self.screen_peak >= 0:
+            problems.append("screen_peak must be >= 0 or null")
         if not self.mad_scale > 0:
             problems.append("mad_scale must be > 0")
         if self.normalisation not in NORMALISATIONS:

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+_COARSE_POINTS = 16_384  # the period search's FFT length at most
+_TRIG_BLOCK = 64
+
 
 @dataclass(frozen=True)
 class AcFit:
@@ -24,14 +27,26 @@ class AcFit:
         return float(deg) if np.ndim(deg) == 0 else deg
 
 
+def _sin_cos(omega: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sin and cos of omega[k] * idx[m] for evenly spaced idx, as [k, m] arrays: a block's phases times
+    each block's start phase (one complex product per element instead of two transcendental calls)."""
+    m = idx.size
+    step = float(idx[1] - idx[0]) if m > 1 else 1.0
+    block = _TRIG_BLOCK
+    rows = -(-m // block)
+    inner = np.exp(1j * omega[:, None] * (idx[0] + step * np.arange(block)))[:, None, :]
+    outer = np.exp(1j * omega[:, None] * (step * block * np.arange(rows)))[:, :, None]
+    z = (outer * inner).reshape(omega.size, rows * block)[:, :m]
+    return np.ascontiguousarray(z.imag), np.ascontiguousarray(z.real)
+
+
 def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least squares y ~ a*sin(w) + b*cos(w) + c for every candidate period at once.
 
     Normal equations per candidate (3x3, a tiny ridge keeps sub-cycle periods solvable); returns the
     coefficients [k, 3] and the residual variances [k].
     """
-    w = (2.0 * math.pi / periods)[:, None] * idx[None, :]
-    sin, cos = np.sin(w), np.cos(w)
+    sin, cos = _sin_cos(2.0 * math.pi / periods, idx)
     m = float(idx.size)
     s1, c1 = sin.sum(1), cos.sum(1)
     sc = np.einsum("km,km->k", sin, cos)
@@ -42,17 +57,26 @@ def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple
     gram += np.eye(3) * (1e-9 * m)
     rhs = np.stack([sin @ y, cos @ y, np.full_like(s1, y.sum())], axis=-1)
     coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
-    resid = y[None, :] - (coef[:, :1] * sin + coef[:, 1:2] * cos + coef[:, 2:])
-    return coef, resid.var(axis=1)
+    # The residual's variance from the normal equations: no [k, m] residual matrix.
+    gram -= np.eye(3) * (1e-9 * m)
+    rss = float(y @ y) - 2.0 * np.einsum("ki,ki->k", coef, rhs) + np.einsum("ki,kij,kj->k", coef, gram, coef)
+    mean = rhs[:, 2] / m - np.einsum("ki,ki->k", coef, gram[:, 2]) / m
+    return coef, np.maximum(rss / m - mean**2, 0.0)
 
 
 def _search_period(x: np.ndarray) -> float | None:
-    """Coarse period from the strongest FFT bin, refined by least squares (leakage biases the bin)."""
+    """Coarse period from the strongest FFT bin, refined by least squares (leakage biases the bin).
+
+    The FFT runs on block means of at most _COARSE_POINTS blocks: the power-frequency sinusoid is slow,
+    and averaging (a low-pass) keeps fast interference from aliasing onto it.
+    """
     n = x.size
-    spectrum = np.abs(np.fft.rfft(x - x.mean()))
+    block = max(1, n // _COARSE_POINTS)
+    coarse = x[: n - n % block].reshape(-1, block).mean(axis=1) if block > 1 else x
+    spectrum = np.abs(np.fft.rfft(coarse - coarse.mean()))
     if spectrum.size < 3:
         return None
-    k = int(np.argmax(spectrum[1:])) + 1
+    k = round((int(np.argmax(spectrum[1:])) + 1) * n / (coarse.size * block))  # cycles in the signal
     step = max(1, n // 1024)  # the period search needs far fewer points than the final fit
     idx = np.arange(0, n, step, dtype=np.float64)
     y = x[::step]

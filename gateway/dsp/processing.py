@@ -1,8 +1,11 @@
 """Signal pre/post-processing shared by the gateway, evaluation and export (pure numpy/scipy, no torch).
 
-The flow for a batch of signals is::
+The flow for a batch of signals is two stages around the model, shared by every driver::
 
-    preprocess_batch -> make_windows -> model -> stitch -> find_regions
+    prepare (preprocess_batch, make_windows, screening) -> model -> finish (stitch, find_regions)
+
+`run_pipeline` drives them with an in-process `infer` (evaluation, export checks, the bench); the gateway's
+InferenceService drives the same two functions with Triton in between, so both are equal by construction.
 
 Every tunable belongs to a model version (`gateway.dsp.params.ProcessingParams`, stored in the Triton
 config), so the same code serves the seed-000 checkpoints (`SEED_PARAMS`, reproduced exactly) and our own
@@ -14,8 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 from scipy.signal import butter, filtfilt
 
 from gateway.dsp.carriers import remove_carriers
@@ -30,19 +35,50 @@ class SignalStats:
     std_amplitude: float
 
 
+@lru_cache(maxsize=16)
+def _butter_high(order: int, wn: float) -> tuple[np.ndarray, np.ndarray]:
+    b, a = butter(order, wn, "high")  # designing it costs as much as filtering a 7,920-sample signal
+    return b, a
+
+
 def _highpass(x: np.ndarray, params: ProcessingParams) -> np.ndarray:
     if params.highpass_wn is None or x.size == 0:
         return x.astype(np.float64)
-    b, a = butter(params.highpass_order, params.highpass_wn, "high")
+    b, a = _butter_high(params.highpass_order, params.highpass_wn)
     padlen = min(3 * max(len(a), len(b)), x.size - 1)  # scipy's default, shrunk so any length >= 1 works
     return filtfilt(b, a, x, padlen=padlen)
+
+
+_SELECT_MIN = 65_536  # below this np.median is as fast
+
+
+def exact_median(x: np.ndarray) -> float:
+    """np.median of a finite 1-D array, bit for bit, partitioning only the values near the middle.
+
+    A strided sample brackets the middle rank; one counting pass checks the bracket holds both middle
+    order statistics (else np.median), and only the values inside it (a few %) are partitioned.
+    """
+    n = x.size
+    if n < _SELECT_MIN:
+        return float(np.median(x))
+    sample = np.sort(x[:: n // 8192])
+    k = sample.size
+    margin = int(3 * k**0.5) + 1  # 6 standard deviations of the middle's rank in the sample
+    lo, hi = sample[max(k // 2 - margin, 0)], sample[min(k // 2 + margin, k - 1)]
+    below = int(np.count_nonzero(x < lo))
+    inside = x[(x >= lo) & (x <= hi)]
+    r1, r2 = (n - 1) // 2 - below, n // 2 - below  # the middle ranks within `inside`
+    if r1 < 0 or r2 >= inside.size:
+        return float(np.median(x))
+    part = np.partition(inside, (r1, r2))
+    return float(np.mean(part[[r1, r2]]) if r1 != r2 else part[r1])
 
 
 def _robust_scale(x: np.ndarray, mad_scale: float) -> float:
     """mad_scale x the noise sigma estimated by the MAD; the max |x| when the MAD is 0 (flat or quantised)."""
     if x.size == 0:
         return 1.0
-    sigma = float(np.median(np.abs(x - np.median(x)))) / 0.6745
+    sigma = exact_median(np.abs(x - exact_median(x))) / 0.6745
     if sigma > 0:
         return mad_scale * sigma
     peak = float(np.max(np.abs(x)))
@@ -125,27 +161,60 @@ def stitch(probs: np.ndarray, n_samples: int, params: ProcessingParams) -> np.nd
 
     With a halo, the outer `halo` samples of each window vote only where no other window covers them
     (the signal's own edges), since a convolutional model is least reliable near a window's border.
+    Vectorised: the windows on the hop grid fall into ceil(window / hop) interleaved groups whose members
+    do not overlap, so each group is one strided add (the first and last window, whose halo weights
+    differ, are added first and last: the same sums as adding window after window).
     """
     starts = window_starts(n_samples, params)
     if probs.shape != (starts.size, params.window):
         raise ValueError(f"expected probabilities of shape {(starts.size, params.window)}, got {probs.shape}")
-    total = int(starts[-1]) + params.window
-    acc = np.zeros(total, dtype=np.float64)
-    weight = np.zeros(total, dtype=np.float64)
+    acc = _overlap_add(probs, starts, params, np.float64)
+    return (acc[:n_samples] / _stitch_weight(n_samples, params)).astype(np.float32)
+
+
+def _window_weights(params: ProcessingParams, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The weights of the first, inner and last windows (with a halo, only the signal's edges vote fully)."""
     inner = np.ones(params.window, dtype=np.float64)
-    if params.halo:
-        inner[: params.halo] = inner[-params.halo :] = 1e-6  # tiny: breaks ties only at the signal edges
-    for i, s in enumerate(starts):
-        w = inner
-        if params.halo and (i == 0 or i == starts.size - 1):
-            w = inner.copy()
-            if i == 0:
-                w[: params.halo] = 1.0
-            if i == starts.size - 1:
-                w[-params.halo :] = 1.0
-        acc[s : s + params.window] += probs[i] * w
-        weight[s : s + params.window] += w
-    return (acc[:n_samples] / weight[:n_samples]).astype(np.float32)
+    halo = params.halo
+    if halo:
+        inner[:halo] = inner[-halo:] = 1e-6  # tiny: breaks ties only at the signal edges
+    first_w, last_w = inner.copy(), inner.copy()
+    if halo:
+        first_w[:halo] = 1.0
+        last_w[-halo:] = 1.0
+    if last == 0:
+        first_w = np.maximum(first_w, last_w)
+    return first_w, inner, last_w
+
+
+def _overlap_add(
+    values: np.ndarray | None, starts: np.ndarray, params: ProcessingParams, dtype: type
+) -> np.ndarray:
+    """sum over windows i of values[i] * weight_i placed at starts[i] (values None: the weights alone)."""
+    w_len, hop = params.window, params.hop
+    acc: np.ndarray = np.zeros(int(starts[-1]) + w_len, dtype=dtype)
+    last = starts.size - 1
+    first_w, inner, last_w = _window_weights(params, last)
+    acc[:w_len] += first_w if values is None else values[0] * first_w
+    groups = -(-w_len // hop)
+    for g in range(1, 1 + groups):  # windows g, g + groups, ... before the last one: no two overlap
+        idx = np.arange(g, last, groups)
+        if idx.size:
+            strides = (groups * hop * acc.itemsize, acc.itemsize)
+            view = as_strided(acc[g * hop :], shape=(idx.size, w_len), strides=strides, writeable=True)
+            view += inner if values is None else values[idx] * inner
+    if last > 0:
+        s = int(starts[last])
+        acc[s : s + w_len] += last_w if values is None else values[last] * last_w
+    return acc
+
+
+@lru_cache(maxsize=16)
+def _stitch_weight(n_samples: int, params: ProcessingParams) -> np.ndarray:
+    """The summed window weights over the first n_samples (cached: they depend only on the layout)."""
+    weight = _overlap_add(None, window_starts(n_samples, params), params, np.float64)[:n_samples]
+    weight.flags.writeable = False
+    return weight
 
 
 def signal_stats(x_pre: np.ndarray) -> SignalStats:
@@ -175,6 +244,82 @@ def postprocess(
     return prob, find_region_arrays(prob, x_pre, params)
 
 
+def window_peaks(windows: np.ndarray) -> np.ndarray:
+    """max |x| of each [n, W] window (two reductions, no |x| copy)."""
+    if not windows.size:
+        return np.zeros(windows.shape[0], np.float32)
+    return np.maximum(windows.max(axis=1), -windows.min(axis=1))
+
+
+@dataclass
+class Prepared:
+    """A request after `prepare`: what goes to the model (`batch`) and what `finish` needs back."""
+
+    pre: list[np.ndarray]  # preprocessed float32 signals
+    valid: np.ndarray  # bool per signal; invalid ones have no windows
+    n_windows: list[int]  # windows per signal, skipped ones included
+    sent: list[np.ndarray | None]  # per signal, the indices of its windows in `batch` (None: all of them)
+    batch: np.ndarray  # [n_sent, 1, W] float32, C-contiguous: the model's input
+
+    @property
+    def n_sent(self) -> int:
+        return int(self.batch.shape[0])
+
+
+def prepare(signals: Sequence[np.ndarray], params: ProcessingParams) -> Prepared:
+    """Preprocess, cut windows, and screen them: windows whose max |x| is below `params.screen_peak`
+    are not sent (their probability is 0; see gateway.dsp.params)."""
+    pre, valid = preprocess_batch(signals, params)
+    parts: list[np.ndarray] = []
+    n_windows: list[int] = []
+    sent: list[np.ndarray | None] = []
+    for x, ok in zip(pre, valid, strict=True):
+        if not ok:
+            n_windows.append(0)
+            sent.append(None)
+            continue
+        win = make_windows(x, params)
+        n_windows.append(len(win))
+        if params.screen_peak is None:
+            sent.append(None)
+            parts.append(win)
+            continue
+        keep = np.flatnonzero(window_peaks(win) >= params.screen_peak)
+        sent.append(keep)
+        parts.append(win[keep] if keep.size < len(win) else win)
+    if len(parts) == 1:  # one signal: its windows are the batch, no copy
+        batch = parts[0][:, None, :]
+    elif parts:
+        batch = np.concatenate(parts)[:, None, :]
+    else:
+        batch = np.zeros((0, 1, params.window), np.float32)
+    return Prepared(pre, valid, n_windows, sent, batch)
+
+
+def finish(
+    prep: Prepared, probs: np.ndarray, params: ProcessingParams
+) -> list[tuple[np.ndarray, RegionArrays] | None]:
+    """Per signal (None if invalid): stitched probability and regions, from the model's output for
+    `prep.batch` ([n_sent, 1, W] or [n_sent, W]); screened-out windows count as probability 0."""
+    probs = probs.reshape(-1, params.window)
+    if len(probs) != prep.n_sent:
+        raise ValueError(f"expected {prep.n_sent} windows of probabilities, got {len(probs)}")
+    out: list[tuple[np.ndarray, RegionArrays] | None] = []
+    offset = 0
+    for x, ok, n, keep in zip(prep.pre, prep.valid, prep.n_windows, prep.sent, strict=True):
+        if not ok:
+            out.append(None)
+            continue
+        if keep is None:
+            mine = probs[offset : offset + n]
+        else:
+            mine = np.zeros((n, params.window), np.float32)
+            mine[keep] = probs[offset : offset + keep.size]
+        offset += n if keep is None else keep.size
+        out.append(postprocess(mine, x, params))
+    return out
+
+
 def run_pipeline(
     signals: Sequence[np.ndarray],
     params: ProcessingParams,
@@ -183,29 +328,23 @@ def run_pipeline(
     max_batch_size: int = 64,
     keep_probability: bool = False,
 ) -> list[SignalResult]:
-    """Offline reference pipeline: `infer` maps float32 [N, 1, W] windows to probabilities of that shape.
+    """Offline driver of `prepare` and `finish`: `infer` maps float32 [N, 1, W] windows to probabilities
+    of that shape, called on batches of at most `max_batch_size`.
 
-    The gateway runs the same steps, with Triton instead of `infer`.
+    The gateway runs the same two stages, with Triton instead of `infer`.
     """
-    pre, valid = preprocess_batch(signals, params)
-    windows = [
-        make_windows(x, params) if ok else np.zeros((0, params.window), np.float32)
-        for x, ok in zip(pre, valid, strict=True)
-    ]
-    flat = np.concatenate(windows)[:, None, :] if windows else np.zeros((0, 1, params.window), np.float32)
+    prep = prepare(signals, params)
+    batch = prep.batch
     probs = np.concatenate(
-        [infer(flat[i : i + max_batch_size]) for i in range(0, len(flat), max_batch_size)]
+        [infer(batch[i : i + max_batch_size]) for i in range(0, len(batch), max_batch_size)]
         or [np.zeros((0, 1, params.window), np.float32)]
     )
-    results, offset = [], 0
-    for x, ok, win in zip(pre, valid, windows, strict=True):
+    results = []
+    for x, n, done in zip(prep.pre, prep.n_windows, finish(prep, probs, params), strict=True):
         stats = signal_stats(x)
-        if not ok:
+        if done is None:
             results.append(SignalResult(valid=False, stats=stats))
             continue
-        prob, regions = postprocess(probs[offset : offset + len(win)], x, params)
-        offset += len(win)
-        results.append(
-            SignalResult(True, stats, regions.to_list(), len(win), prob if keep_probability else None)
-        )
+        prob, regions = done
+        results.append(SignalResult(True, stats, regions.to_list(), n, prob if keep_probability else None))
     return results

@@ -93,8 +93,7 @@ def find_region_arrays(prob: np.ndarray, x_pre: np.ndarray, params: ProcessingPa
     hits = a[idx] == peak_abs[ids]
     _, first = np.unique(ids[hits], return_index=True)  # first sample reaching the peak, per region
     peak_index = idx[hits][first]
-    csum = np.concatenate(([0.0], np.cumsum(prob, dtype=np.float64)))
-    mean_score = (csum[ends] - csum[starts]) / lengths
+    mean_score = np.add.reduceat(prob[idx].astype(np.float64), np.cumsum(lengths) - lengths) / lengths
     regions = RegionArrays(starts, ends, peak_index, x_pre[peak_index], mean_score)
     if params.twin_window > 0:
         regions = _select(regions, ~has_twin(x_pre, peak_index, params.twin_window, params.twin_ratio))

@@ -1,16 +1,19 @@
 """The inference path, and nothing of HTTP: signals in, PD regions out.
 
-    preprocess (thread) -> windows -> batched concurrent Triton calls -> stitch + regions (thread)
+    prepare (thread) -> batched concurrent Triton calls -> finish + response rows (thread)
 
-CPU-bound numpy work runs in worker threads so the event loop keeps serving other requests.
+`prepare` and `finish` are gateway.dsp.processing's, the same two stages the offline evaluator drives
+(`run_pipeline`), so online and offline answers are equal by construction. CPU-bound numpy work on large
+requests runs in worker threads so the event loop keeps serving other requests; a small request's
+(under INLINE_CPU_SAMPLES) costs less than the thread hand-off and runs inline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,11 +21,23 @@ from gateway import metrics
 from gateway.decoding import DetectOptions
 from gateway.dsp.params import SEED_PARAMS, ProcessingParams
 from gateway.dsp.phase import AcFit, estimate_ac_phase
-from gateway.dsp.processing import make_windows, postprocess, preprocess_batch, signal_stats
+from gateway.dsp.processing import Prepared, finish, prepare, signal_stats
 from gateway.dsp.regions import RegionArrays
 from gateway.errors import ModelNotFound, VersionNotFound
 from gateway.services.models import ModelRegistry, ModelVersion
 from gateway.triton_client import TritonClient
+
+T = TypeVar("T")
+
+#: Requests with fewer samples than this run their CPU stages on the event loop: at 7,920 samples they
+#: take about a millisecond, less than handing them to a worker thread and back under load.
+INLINE_CPU_SAMPLES = 65_536
+
+
+async def _cpu(total_samples: int, fn: Callable[..., T], *args: Any) -> T:
+    if total_samples < INLINE_CPU_SAMPLES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def _ms(t0: float) -> float:
@@ -101,17 +116,18 @@ class InferenceService:
         mv = await self.registry.resolve(options.model, options.version)
         params = _effective_params(mv.params, options)
 
+        total_samples = sum(int(np.size(x)) for x in signals)
         t0 = time.perf_counter()
-        pre, valid, windows = await asyncio.to_thread(self._prepare, signals, params)
+        prep = await _cpu(total_samples, prepare, signals, params)
         preprocess_ms = _ms(t0)
 
         t0 = time.perf_counter()
-        n_windows = sum(len(w) for w in windows)
-        metrics.WINDOWS_PER_REQUEST.observe(n_windows)
+        n_windows = sum(prep.n_windows)
+        metrics.WINDOWS_PER_REQUEST.observe(prep.n_sent)
         try:
             probs = (
-                await self._infer_all(mv, np.concatenate(windows)[:, None, :])
-                if n_windows
+                await self._infer_all(mv, prep.batch)
+                if prep.n_sent
                 else np.zeros((0, 1, params.window), np.float32)
             )
         except (ModelNotFound, VersionNotFound):
@@ -120,14 +136,14 @@ class InferenceService:
         inference_ms = _ms(t0)
 
         t0 = time.perf_counter()
-        results = await asyncio.to_thread(
-            self._finish, signals, pre, valid, windows, probs, params, options, self.max_regions_per_signal
+        results = await _cpu(
+            total_samples, self._finish, signals, prep, probs, params, options, self.max_regions_per_signal
         )
         postprocess_ms = _ms(t0)
 
         n_regions = sum(r["num_regions_detected"] for r in results)
         metrics.REGIONS_FOUND_TOTAL.inc(n_regions)
-        n_valid = int(valid.sum())
+        n_valid = int(prep.valid.sum())
         metrics.SIGNALS_PROCESSED_TOTAL.labels(valid="true").inc(n_valid)
         metrics.SIGNALS_PROCESSED_TOTAL.labels(valid="false").inc(len(signals) - n_valid)
         return {
@@ -137,6 +153,7 @@ class InferenceService:
             "valid_samples_found": n_valid,
             "total_regions": n_regions,
             "windows": n_windows,
+            "windows_inferred": prep.n_sent,
             "results": results,
             "timings_ms": {
                 "preprocess": preprocess_ms,
@@ -147,35 +164,22 @@ class InferenceService:
         }
 
     @staticmethod
-    def _prepare(
-        signals: Sequence[np.ndarray], params: ProcessingParams
-    ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
-        pre, valid = preprocess_batch(signals, params)
-        empty = np.zeros((0, params.window), np.float32)
-        return (
-            pre,
-            valid,
-            [make_windows(x, params) if ok else empty for x, ok in zip(pre, valid, strict=True)],
-        )
-
-    @staticmethod
     def _finish(
         signals: Sequence[np.ndarray],
-        pre: list[np.ndarray],
-        valid: np.ndarray,
-        windows: list[np.ndarray],
+        prep: Prepared,
         probs: np.ndarray,
         params: ProcessingParams,
         options: DetectOptions,
         max_regions: int,
     ) -> list[dict[str, Any]]:
-        out, offset = [], 0
-        for i, (raw, x, ok, win) in enumerate(zip(signals, pre, valid, windows, strict=True)):
+        out = []
+        done_all = finish(prep, probs, params)
+        for i, (raw, x, done) in enumerate(zip(signals, prep.pre, done_all, strict=True)):
             stats = signal_stats(x)
             item: dict[str, Any] = {
                 "sample_index": i,
                 "n_samples": int(x.size),
-                "valid": bool(ok),
+                "valid": done is not None,
                 "num_regions_detected": 0,
                 "regions": [],
                 "signal_stats": {
@@ -186,9 +190,8 @@ class InferenceService:
                 "ac": None,
                 "regions_truncated": False,
             }
-            if ok:
-                prob, regions = postprocess(probs[offset : offset + len(win)], x, params)
-                offset += len(win)
+            if done is not None:
+                prob, regions = done
                 fit = estimate_ac_phase(raw, options.samples_per_cycle) if regions else None
                 item["regions"] = regions_json(regions, fit, options.sampling_rate_hz, max_regions)
                 item["num_regions_detected"] = len(regions)  # all of them, even past the cap
