@@ -121,7 +121,11 @@ def test_examples_listed_fetched_deterministic_and_detectable(client: TestClient
     small = next(e for e in listed if e["name"] == "vsb-slices")
     resp = client.post(
         "/v1/detect",
-        params={"sampling_rate_hz": small["sampling_rate_hz"], "include_preprocessed": "true"},
+        params={
+            "sampling_rate_hz": small["sampling_rate_hz"],
+            "include_preprocessed": "true",
+            "include_probability": "true",
+        },
         content=client.get(small["url"]).content,
         headers={"content-type": "application/x-npy"},
     )
@@ -129,7 +133,10 @@ def test_examples_listed_fetched_deterministic_and_detectable(client: TestClient
     results = resp.json()["results"]
     assert [r["num_regions_detected"] > 0 for r in results].count(True) >= 2  # PD found, and PD-free
     for r in results:
-        assert len(r["preprocessed"]) == r["n_samples"] and "probability" not in r
+        assert len(r["preprocessed"]) == len(r["probability"]) == r["n_samples"]
+        # Short JSON numbers: rounded in float64 (a rounded float32 would print 0.0012300000526...).
+        assert all(round(v, 5) == v for v in r["probability"])
+        assert all(round(v, 6) == v for v in r["preprocessed"])
         if r["ac"] is not None:
             assert 0.0 <= r["ac"]["phase0_deg"] < 360.0
 
