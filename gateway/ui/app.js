@@ -151,16 +151,20 @@ function request(method, url, { body = null, contentType = null, responseType = 
     if (contentType) xhr.setRequestHeader("Content-Type", contentType);
     for (const [k, v] of Object.entries(apiHeaders())) xhr.setRequestHeader(k, v);
     const t0 = performance.now();
-    let slowTimer = null;
+    let last = t0; // the last sign of life (upload or download progress)
     const waiting = () => {
+      last = performance.now();
       setStatus(`${phase}: waiting for the gateway…`, "busy"); setProgress(undefined);
-      slowTimer = setInterval(() => {
-        const s = Math.round((performance.now() - t0) / 1000);
-        setStatus(`${phase}: still waiting after ${s} s — the gateway or Triton is slow or busy (Cancel stops waiting)`, "slow");
-      }, SLOW_MS);
     };
+    const slowTimer = setInterval(() => {
+      const idle = performance.now() - last;
+      if (idle > SLOW_MS) {
+        setStatus(`${phase}: no answer for ${Math.round(idle / 1000)} s — the gateway or Triton is slow or busy (Cancel stops waiting)`, "slow");
+      }
+    }, 1000);
     if (body !== null) {
       xhr.upload.onprogress = (e) => {
+        last = performance.now();
         if (e.lengthComputable) { setStatus(`${phase}: uploading ${mb(e.loaded)} of ${mb(e.total)}`, "busy"); setProgress(e.loaded / e.total); }
       };
       xhr.upload.onload = waiting;
@@ -168,7 +172,7 @@ function request(method, url, { body = null, contentType = null, responseType = 
       waiting();
     }
     xhr.onprogress = (e) => {
-      clearInterval(slowTimer);
+      last = performance.now();
       setStatus(`${phase}: receiving ${mb(e.loaded)}` + (e.lengthComputable ? ` of ${mb(e.total)}` : ""), "busy");
       setProgress(e.lengthComputable ? e.loaded / e.total : undefined);
     };
@@ -498,7 +502,9 @@ async function init() {
   $("file").addEventListener("change", (e) => { if (e.target.files[0]) loadFile(e.target.files[0]); });
   $("example").addEventListener("change", (e) => { if (e.target.value) loadExample(e.target.value); });
   $("model").addEventListener("change", fillVersions);
-  $("apikey").addEventListener("change", loadModels);
+  $("apikey").addEventListener("change", async () => {
+    if ((await loadModels()) && state.autoload && !state.result) await loadExample(state.autoload);
+  });
   $("valid-only").addEventListener("change", () => state.result && render(state.result));
   $("dl-csv").addEventListener("click", downloadCsv);
   $("dl-json").addEventListener("click", downloadJson);
@@ -521,8 +527,9 @@ async function init() {
   const keyNeeded = body.dataset.keysRequired === "true" && !$("apikey").value;
   if (!keyNeeded) await loadModels();
   const autoload = body.dataset.autoload || params.get("example");
+  state.autoload = autoload;
+  if (autoload) $("example").value = autoload;
   if (autoload && !keyNeeded) {
-    $("example").value = autoload;
     await loadExample(autoload);
   } else if (keyNeeded) {
     setStatus("This gateway needs an API key: enter it above (it stays in this page only), then choose a signal.", "idle");

@@ -7,6 +7,7 @@ Screenshots go to reports/ (the README shows reports/ui-seed-file.png).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import time
@@ -21,6 +22,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.embedded import EmbeddedTriton, free_port
+from gateway.settings import Settings
 from tests.conftest import seed_data_path
 from tests.integration.conftest import make_settings
 
@@ -39,13 +41,11 @@ CHROMIUM_ARGS = [
 DONE = "#status.done, #status.error"
 
 
-@pytest.fixture(scope="module")
-def live_gateway(triton: EmbeddedTriton, redis_url: str, model_repo: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(settings: Settings) -> Iterator[str]:
     """The gateway on a real loopback port (a browser needs one), served by uvicorn in a thread."""
-    port = free_port()
-    settings = make_settings(triton.grpc_url, redis_url, model_repo, PORT=port)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.PORT, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -53,9 +53,17 @@ def live_gateway(triton: EmbeddedTriton, redis_url: str, model_repo: Path) -> It
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{settings.PORT}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def live_gateway(triton: EmbeddedTriton, redis_url: str, model_repo: Path) -> Iterator[str]:
+    with serving(make_settings(triton.grpc_url, redis_url, model_repo, PORT=free_port())) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +78,9 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
-@pytest.fixture
-def page(browser: Any, live_gateway: str) -> Iterator[Any]:
-    """A 1280-px-wide page that records every request; the test ends by checking none left the origin."""
+@contextlib.contextmanager
+def recording_page(browser: Any, base: str) -> Iterator[Any]:
+    """A 1280-px-wide page that records every request; on exit, none may have left the origin."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     requests: list[str] = []
     context.on("request", lambda r: requests.append(r.url))
@@ -89,11 +97,15 @@ def page(browser: Any, live_gateway: str) -> Iterator[Any]:
     yield pg
     pg.wait_for_timeout(200)  # let a last refused request report its failure
     context.close()
-    foreign = [
-        u for u in requests if not u.startswith((live_gateway + "/", "blob:", "data:")) and u not in blocked
-    ]
+    foreign = [u for u in requests if not u.startswith((base + "/", "blob:", "data:")) and u not in blocked]
     assert requests and not foreign, f"requests left the origin: {foreign[:5]}"
     assert not errors, errors
+
+
+@pytest.fixture
+def page(browser: Any, live_gateway: str) -> Iterator[Any]:
+    with recording_page(browser, live_gateway) as pg:
+        yield pg
 
 
 def _shot(pg: Any, name: str, selector: str | None = None) -> None:
@@ -189,6 +201,26 @@ def test_api_error_is_shown_as_the_apis_message(page: Any, live_gateway: str) ->
     assert "version_not_found" in page.inner_text("#status")
 
 
+def test_a_slow_api_is_shown_and_can_be_cancelled(page: Any, live_gateway: str) -> None:
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # the request waits here: an API that does not answer
+        held.append(route)
+
+    page.route("**/v1/detect*", hold)
+    page.goto(f"{live_gateway}/ui")
+    page.wait_for_selector("#example option[value='seed-regime']", state="attached")
+    page.select_option("#example", "seed-regime")
+    page.wait_for_selector("#status.slow", timeout=60_000)
+    assert "slow or busy" in page.inner_text("#status")
+    page.focus("#cancel")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#status.error")
+    assert "cancelled" in page.inner_text("#status")
+    assert len(held) == 1  # the browser's own abort released it
+    page.unroute("**/v1/detect*")
+
+
 def test_test_page_has_one_plot_per_valid_sample(page: Any, live_gateway: str) -> None:
     for profile in ("seed", "model"):
         expected = httpx.get(f"{live_gateway}/test-text", params={"profile": profile}, timeout=300).json()
@@ -213,3 +245,32 @@ def test_docs_and_redoc_render_offline(page: Any, live_gateway: str) -> None:
     page.get_by_text("/v1/detect").first.wait_for()
     assert page.locator("h2").count() > 3
     _shot(page, "redoc.png")
+
+
+def test_api_key_field_when_keys_are_configured(
+    browser: Any, triton: EmbeddedTriton, redis_url: str, model_repo: Path
+) -> None:
+    key = "page-test-key-0123456789"
+    settings = make_settings(
+        triton.grpc_url, redis_url, model_repo, PORT=free_port(), API_KEYS=f"viewer:inference:{key}"
+    )
+    with serving(settings) as base, recording_page(browser, base) as pg:
+        pg.goto(f"{base}/ui")
+        pg.wait_for_selector("#key-label", state="visible")
+        assert "API key" in pg.inner_text("#status")
+        pg.wait_for_selector("#example option[value='seed-regime']", state="attached")
+        pg.select_option("#example", "seed-regime")  # the example loads; /v1/detect refuses without a key
+        pg.wait_for_selector("#status.error")
+        assert "401 unauthorized" in pg.inner_text("#status")
+        pg.fill("#apikey", key)
+        pg.keyboard.press("Tab")  # change: the models are listed with the key
+        pg.wait_for_selector("#model option[value='pd_unet1d']", state="attached")
+        pg.click("#run")
+        pg.wait_for_selector("#status.done", timeout=240_000)
+        assert pg.locator(".signal .plot").count() == 7
+        # Kept in the page's memory only: nothing in storage or cookies.
+        assert pg.evaluate("() => [localStorage.length, sessionStorage.length, document.cookie]") == [
+            0,
+            0,
+            "",
+        ]
