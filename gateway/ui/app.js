@@ -108,8 +108,28 @@ function parseJsonSignals(text) {
   return rows.map((r) => Float64Array.from(r));
 }
 
-function jsonBody(signals) {
-  return JSON.stringify({ signals: signals.map((s) => Array.from(s)) });
+// Parsed CSV/JSON signals go to the API as a float64 .npy (no JSON body limit, no number parsing); rows
+// of different lengths can only go as JSON.
+function npyBody(signals) {
+  const n = signals[0].length;
+  if (signals.some((s) => s.length !== n)) return null;
+  const shape = signals.length === 1 ? `(${n},)` : `(${signals.length}, ${n})`;
+  let header = `{'descr': '<f8', 'fortran_order': False, 'shape': ${shape}, }`;
+  header += " ".repeat(63 - ((10 + header.length) % 64)) + "\n"; // data starts 64-byte aligned
+  const buf = new ArrayBuffer(10 + header.length + 8 * n * signals.length);
+  const bytes = new Uint8Array(buf);
+  bytes.set([0x93, 78, 85, 77, 80, 89, 1, 0]); // \x93NUMPY v1.0
+  new DataView(buf).setUint16(8, header.length, true);
+  for (let i = 0; i < header.length; i++) bytes[10 + i] = header.charCodeAt(i);
+  const data = new Float64Array(buf, 10 + header.length);
+  signals.forEach((s, r) => data.set(s, r * n));
+  return buf;
+}
+
+function useParsed(signals, source) {
+  const npy = npyBody(signals);
+  if (npy) useSignals(signals, npy, "application/x-npy", source);
+  else useSignals(signals, JSON.stringify({ signals: signals.map((s) => Array.from(s)) }), "application/json", source);
 }
 
 // ---------------------------------------------------------------- loading
@@ -131,8 +151,7 @@ async function loadFile(file) {
     if (/\.npy$/i.test(file.name)) {
       useSignals(parseNpy(content), content, "application/x-npy", file.name);
     } else {
-      const signals = /\.json$/i.test(file.name) ? parseJsonSignals(content) : parseCsv(content);
-      useSignals(signals, jsonBody(signals), "application/json", file.name);
+      useParsed(/\.json$/i.test(file.name) ? parseJsonSignals(content) : parseCsv(content), file.name);
     }
     await detect();
   } catch (e) {

@@ -8,6 +8,8 @@ Screenshots go to reports/ (the README shows reports/ui-seed-file.png).
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import shutil
 import threading
 import time
@@ -163,6 +165,29 @@ def test_seed_file_regions_and_prpd_equal_the_api(
     page.wait_for_function("() => document.getElementById('plot-0').dataset.highlighted")
     assert page.get_attribute("#plot-0", "data-highlighted") == f"{first['start']}-{first['end']}"
     _shot(page, "ui-region-selected.png", "#signal-0")
+
+
+def test_csv_and_ragged_json_uploads_equal_the_api(page: Any, live_gateway: str, tmp_path: Path) -> None:
+    raw = httpx.get(f"{live_gateway}/v1/examples/seed-regime", timeout=60).content
+    rows = np.load(io.BytesIO(raw)).astype(np.float64)[:3]
+    csv = tmp_path / "three.csv"
+    np.savetxt(csv, rows, delimiter=",")  # one signal per row, exact float64 text
+    ragged = {"signals": [rows[0][:5000].tolist(), rows[1].tolist()]}
+    (tmp_path / "ragged.json").write_text(json.dumps(ragged))
+    buf = io.BytesIO()
+    np.save(buf, rows)
+    expected_csv = _api(live_gateway, buf.getvalue())
+    expected_json = httpx.post(f"{live_gateway}/v1/detect", json=ragged, timeout=300).json()
+    page.goto(f"{live_gateway}/ui")
+    page.wait_for_selector("#example option[value='seed-regime']", state="attached")
+    for name, expected in (("three.csv", expected_csv), ("ragged.json", expected_json)):
+        page.evaluate("() => { document.getElementById('status').className = 'status idle'; }")
+        page.set_input_files("#file", str(tmp_path / name))
+        page.wait_for_selector(DONE, timeout=240_000)
+        assert "error" not in page.get_attribute("#status", "class"), page.inner_text("#status")
+        assert _drawn(page) == {
+            r["sample_index"]: (r["num_regions_detected"],) * 2 for r in expected["results"]
+        }
 
 
 def test_800k_example_draws_decimated_and_zooms_to_full_resolution(page: Any, live_gateway: str) -> None:
