@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from gateway import __version__
 from gateway.apikeys import KeyRing, load_api_keys
 from gateway.cache import MetadataCache
 from gateway.errors import register_error_handlers
+from gateway.examples import Examples
 from gateway.keyreload import watch_api_keys
 from gateway.logging import (
     RequestIdMiddleware,
@@ -23,7 +25,8 @@ from gateway.logging import (
 )
 from gateway.metrics import MetricsMiddleware
 from gateway.ratelimit import RateLimiter
-from gateway.routes import detect, health, jobs, models, stream
+from gateway.routes import detect, health, jobs, models, seed000, stream, ui
+from gateway.seed000 import log_seed000_env
 from gateway.services.events import EventPublisher
 from gateway.services.inference import InferenceService
 from gateway.services.jobs import JobService
@@ -96,6 +99,8 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
         version=__version__,
         summary="Partial-discharge detection served by NVIDIA Triton",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are served offline by routes/ui.py
+        redoc_url=None,
     )
     app.state.settings = settings
     raw_keys: list[str] = []
@@ -108,8 +113,10 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     log.info("api_keys_loaded", names=keys.names, inference_open=not keys.configured)
     if not keys.has_operator:
         log.warning("model_management_closed", reason="no operator API key configured (API_KEYS)")
+    log_seed000_env(os.environ)
+    app.state.examples = Examples(settings.SEED_TEST_DATA)
     register_error_handlers(app)
-    for module in (health, detect, models, stream, jobs):
+    for module in (health, detect, models, stream, jobs, ui, seed000):
         app.include_router(module.router)
     app.include_router(models.admin)
     install_tracing(app, settings, span_exporter)

@@ -43,6 +43,7 @@ class DetectOptions:
     threshold: float | None = None
     normalisation: str | None = None
     include_probability: bool = False
+    include_preprocessed: bool = False  # the preprocessed trace per signal (the page plots it)
     profile: str = "model"
 
     @property
@@ -86,6 +87,7 @@ _OPTION_KEYS = {
     "threshold",
     "normalisation",
     "include_probability",
+    "include_preprocessed",
     "profile",
 }
 PROFILES = ("model", "seed")
@@ -128,11 +130,12 @@ def parse_options(raw: Mapping[str, Any]) -> DetectOptions:
         if raw["normalisation"] not in NORMALISATIONS:
             raise InvalidInput(f"'normalisation' must be one of {', '.join(NORMALISATIONS)}")
         opts["normalisation"] = raw["normalisation"]
-    if raw.get("include_probability") is not None:
-        flag = raw["include_probability"]
-        if isinstance(flag, str):
-            flag = flag.lower() in ("1", "true", "yes")
-        opts["include_probability"] = bool(flag)
+    for key in ("include_probability", "include_preprocessed"):
+        if raw.get(key) is not None:
+            flag = raw[key]
+            if isinstance(flag, str):
+                flag = flag.lower() in ("1", "true", "yes")
+            opts[key] = bool(flag)
     if raw.get("profile") not in (None, ""):
         if raw["profile"] not in PROFILES:
             raise InvalidInput(f"'profile' must be one of {', '.join(PROFILES)}")

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.cache import MetadataCache
+from gateway.examples import Examples
 from gateway.services.inference import InferenceService
 from gateway.services.management import ModelManager
 from gateway.services.models import ModelRegistry
@@ -38,9 +39,14 @@ def _manager(request: Request) -> ModelManager:
     return request.app.state.manager
 
 
+def _examples(request: Request) -> Examples:
+    return request.app.state.examples
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 TritonDep = Annotated[TritonClient, Depends(_triton)]
 InferenceDep = Annotated[InferenceService, Depends(_inference)]
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
 ManagerDep = Annotated[ModelManager, Depends(_manager)]
 CacheDep = Annotated[MetadataCache, Depends(_cache)]
+ExamplesDep = Annotated[Examples, Depends(_examples)]

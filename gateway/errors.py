@@ -107,6 +107,14 @@ class TooManyJobs(GatewayError):
         return {"Retry-After": "5"}
 
 
+class ExampleNotFound(GatewayError):
+    """404: no bundled example of that name (GET /v1/examples lists them)."""
+
+    status_code = 404
+    code = "example_not_found"
+    message = "example not found"
+
+
 class SignalTooLarge(GatewayError):
     """413: body, signal length, signal count or total samples exceed the configured limits."""
 

@@ -103,6 +103,30 @@ class Settings(BaseSettings):
     LOG_LEVEL: LogLevel = "info"
     LOG_JSON: bool = True
 
+    # Page, examples and seed 000 compatibility (/ui, /v1/examples, /test, /test-text; gateway/seed000.py)
+    SEED_TEST_DATA: Path | None = None  # seed 000's test file; None = ../shared/data/seed_test_dataa.npy
+    # Seed 000's variables, still accepted: WORKER_THREADS sets MAX_CONCURRENT_TRITON_CALLS when that is
+    # unset; the others have no gateway equivalent (start-up logs what replaces each, gateway/seed000.py).
+    WORKER_THREADS: PositiveInt | None = None
+    MAX_BATCH_SIZE: PositiveInt | None = None
+    TORCH_NUM_THREADS: PositiveInt | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed000_worker_threads(cls, data: object) -> object:
+        if (
+            isinstance(data, dict)
+            and data.get("WORKER_THREADS")
+            and not data.get("MAX_CONCURRENT_TRITON_CALLS")
+        ):
+            data["MAX_CONCURRENT_TRITON_CALLS"] = data["WORKER_THREADS"]
+        return data
+
+    @field_validator("SEED_TEST_DATA", mode="before")
+    @classmethod
+    def _empty_seed_file_is_none(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
     @field_validator("TRITON_GRPC_URL", mode="before")
     @classmethod
     def _strip_url(cls, v: object) -> object:

@@ -34,6 +34,7 @@ _BODY_DOC = {
                         "model": {"type": "string"},
                         "version": {"type": "string"},
                         "include_probability": {"type": "boolean"},
+                        "include_preprocessed": {"type": "boolean"},
                         "profile": {"type": "string", "enum": ["model", "seed"], "default": "model"},
                     },
                 }
@@ -76,8 +77,9 @@ async def detect(request: Request, service: InferenceDep, settings: SettingsDep)
     """Find PD regions in one or many signals (JSON, .npy or raw little-endian float32 body).
 
     Options (model, version, sampling_rate_hz, power_frequency_hz, threshold, normalisation,
-    include_probability) go in the JSON body or the query string. `version` pins a model version;
-    without it the highest ready version serves. Needs an API key only when keys are configured.
+    include_probability, include_preprocessed) go in the JSON body or the query string. `version` pins
+    a model version; without it the highest ready version serves. Needs an API key only when keys are
+    configured.
     """
     t0 = time.perf_counter()
     content_type = request.headers.get("content-type")

@@ -5,19 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from gateway import __version__
 from gateway.deps import CacheDep, RegistryDep, SettingsDep, TritonDep
 from gateway.errors import GatewayError
 from gateway.metrics import latest_metrics
+from gateway.routes.ui import prefers_html
 
 router = APIRouter(tags=["service"])
 
 
-@router.get("/")
-async def root(settings: SettingsDep, registry: RegistryDep) -> dict[str, Any]:
-    """What this gateway serves; model details are best effort (Triton may be down)."""
+@router.get("/", response_model=None)
+async def root(request: Request, settings: SettingsDep, registry: RegistryDep) -> dict[str, Any] | Response:
+    """What this gateway serves; model details are best effort (Triton may be down).
+
+    A browser (Accept ranks text/html above JSON) is sent to the page, /ui; API clients get this JSON.
+    """
+    if prefers_html(request.headers.get("accept")):
+        return RedirectResponse("/ui", status_code=303)
     info: dict[str, Any] = {
         "service": "pd-gateway",
         "version": __version__,
@@ -33,6 +39,11 @@ async def root(settings: SettingsDep, registry: RegistryDep) -> dict[str, Any]:
             "/readyz",
             "/metrics",
             "/docs",
+            "/redoc",
+            "/ui",
+            "/v1/examples",
+            "/test",
+            "/test-text",
         ],
     }
     try:
@@ -45,7 +56,8 @@ async def root(settings: SettingsDep, registry: RegistryDep) -> dict[str, Any]:
 
 @router.get("/healthz")
 async def healthz(request: Request) -> JSONResponse:
-    """Liveness: the process answers. Never touches Triton or Redis.
+    """Liveness: the process answers (200 + JSON, as seed 000's probes expect). Never touches Triton or
+    Redis: /readyz says whether the model can serve.
 
     Under `pd-gateway serve` with an embedded Triton, 503 once that Triton cannot be brought back
     (gateway/embedded/supervisor.py), so the orchestrator restarts the pod.

@@ -201,8 +201,12 @@ class InferenceService:
                         "samples_per_cycle": fit.samples_per_cycle,
                         "amplitude": fit.amplitude,
                         "r2": fit.r2,
+                        "phase0_deg": round(float(np.degrees(fit.phase0_rad)) % 360.0, 4),
                     }
                 if options.include_probability:
-                    item["probability"] = np.round(prob, 5).tolist()
+                    # float64 first: a rounded float32 prints as 0.0012300000526 (2.5x the JSON)
+                    item["probability"] = np.round(prob.astype(np.float64), 5).tolist()
+            if options.include_preprocessed:  # opt-in, for the page (/ui): what the model saw
+                item["preprocessed"] = np.round(x.astype(np.float64), 6).tolist()
             out.append(item)
         return out
