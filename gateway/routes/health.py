@@ -4,36 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 
 from gateway import __version__
 from gateway.deps import CacheDep, RegistryDep, SettingsDep, TritonDep
 from gateway.errors import GatewayError
 from gateway.metrics import latest_metrics
+from gateway.schemas import Health, Readiness, ServiceInfo
 
 router = APIRouter(tags=["service"])
 
 
-@router.get("/")
-async def root(settings: SettingsDep, registry: RegistryDep) -> dict[str, Any]:
+@router.get("/", response_model=ServiceInfo)
+async def root(request: Request, settings: SettingsDep, registry: RegistryDep) -> dict[str, Any]:
     """What this gateway serves; model details are best effort (Triton may be down)."""
     info: dict[str, Any] = {
         "service": "pd-gateway",
         "version": __version__,
         "default_model": settings.DEFAULT_MODEL,
-        "endpoints": [
-            "/v1/detect",
-            "/v1/models",
-            "/v1/models/{name}",
-            "/v1/models/{name}/versions",
-            "/v1/models/{name}/load",
-            "/v1/models/{name}/unload",
-            "/healthz",
-            "/readyz",
-            "/metrics",
-            "/docs",
-        ],
+        "endpoints": endpoints(request.app),
     }
     try:
         mv = await registry.resolve(None, None)
@@ -43,7 +34,13 @@ async def root(settings: SettingsDep, registry: RegistryDep) -> dict[str, Any]:
     return info
 
 
-@router.get("/healthz")
+def endpoints(app: FastAPI) -> list[str]:
+    """The app's paths (each once, in registration order), the root itself left out."""
+    paths = (ctx.path for ctx in iter_route_contexts(app.routes))
+    return list(dict.fromkeys(p for p in paths if p and p != "/" and not p.endswith("oauth2-redirect")))
+
+
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 async def healthz(request: Request) -> JSONResponse:
     """Liveness: the process answers. Never touches Triton or Redis.
 
@@ -57,7 +54,7 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if liveness.healthy() else 503)
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(settings: SettingsDep, triton: TritonDep, cache: CacheDep) -> JSONResponse:
     """Readiness: Triton answers and the default model is ready (asked each time, not cached).
 
