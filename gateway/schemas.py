@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from gateway.dsp.params import SEED_PARAMS, Normalisation, ProcessingParams
 from gateway.errors import InvalidInput
@@ -138,10 +138,13 @@ def option_query_parameters() -> list[dict[str, Any]]:
 # -- detect -----------------------------------------------------------------------------------------
 
 
+_ONE_OF_SIGNAL_OR_SIGNALS: list[JsonValue] = [{"required": ["signal"]}, {"required": ["signals"]}]
+
+
 class DetectJsonBody(DetectOptions):
     """The JSON body: exactly one of `signal` or `signals`, plus any option."""
 
-    model_config = ConfigDict(title="DetectJsonBody")
+    model_config = ConfigDict(title="DetectJsonBody", json_schema_extra={"oneOf": _ONE_OF_SIGNAL_OR_SIGNALS})
 
     signal: list[float] | None = Field(None, min_length=1, description="one signal")
     signals: list[list[float]] | None = Field(
