@@ -9,8 +9,6 @@ body that matches the declared schema (the error body included), a declared cont
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from openapi_spec_validator import validate
@@ -33,8 +30,7 @@ from schemathesis.specs.openapi.checks import (
 
 from gateway.app import create_app
 from gateway.embedded import EmbeddedTriton
-from tests.conftest import _free_port
-from tests.integration.conftest import MODEL, make_settings
+from tests.integration.conftest import MODEL, live_server, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -47,24 +43,10 @@ CHECKS = [not_a_server_error, status_code_conformance, response_schema_conforman
 
 @pytest.fixture(scope="module")
 def live_gateway(triton: EmbeddedTriton, redis_url: str, model_repo: Path) -> Iterator[str]:
-    """The real app served by uvicorn on a free loopback port, with an operator key configured."""
+    """The real app on a loopback port, with an operator key configured."""
     settings = make_settings(triton.grpc_url, redis_url, model_repo, API_KEYS=f"fuzz:operator:{OPERATOR_KEY}")
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the gateway did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with live_server(create_app(settings)) as url:
+        yield url
 
 
 def test_openapi_document_is_valid(live_gateway: str) -> None:
