@@ -6,6 +6,8 @@ validation); the models describe those dicts, and the schema test plus the fuzze
 
 A new detect option is one field on `DetectOptions`; if it overrides a processing parameter, mark it
 `ParamOverride` and name the field as in `gateway.dsp.params.ProcessingParams`.
+
+Just over 300 lines on purpose: the whole contract of the API in one place, mostly declarations.
 """
 
 from __future__ import annotations

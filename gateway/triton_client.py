@@ -4,6 +4,8 @@ Open it inside the running event loop (FastAPI lifespan) and share it between re
 
     async with TritonClient.from_settings(settings) as triton:
         probs = await triton.infer("pd_unet1d", "", batch)
+
+Just over 300 lines: every Triton call of the gateway and the one mapping of its errors belong together.
 """
 
 from __future__ import annotations
