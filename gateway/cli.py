@@ -3,6 +3,7 @@
     pd-gateway serve                       embedded Triton (unless TRITON_GRPC_URL) + the gateway
     pd-gateway models list|show|load|unload|deploy ...   operator client of /v1/models
     pd-gateway train|export|evaluate ...   training side (export/), needs the `train` extra
+    pd-gateway seed ...                    fill an empty model repository (the chart's initContainer)
     pd-gateway version | --version
 
 Every subcommand has --help. Training-side tools are rows of `TOOLS`: a module with
@@ -116,6 +117,7 @@ TOOLS: dict[str, Tool] = {
     "train": Tool("export.train", "train the U-Net on simulated signals (seeded, resumable, progress bar)"),
     "export": Tool("export.export_onnx", "export a checkpoint to ONNX as a model version (parity-checked)"),
     "evaluate": Tool("export.evaluate", "score a model version on the held-out simulated set"),
+    "seed": Tool("gateway.seed", "fill an empty model repository from the shipped one"),
 }
 # Import name -> what to install. The server never needs these; torch first and pinned (CPU build).
 _OPTIONAL = {
