@@ -24,7 +24,7 @@ from gateway.schemas import (
 
 router = APIRouter(tags=["inference"])
 
-_OPENAPI = {
+DETECT_OPENAPI = {  # also /v1/jobs: the same bodies and options
     "parameters": option_query_parameters(),
     "requestBody": {
         "required": True,
@@ -62,7 +62,7 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float | None = 
     "/v1/detect",
     response_model=DetectResponse,
     responses=error_responses((400, *AUTH, 404, 413, 415, 429, *UPSTREAM)),
-    openapi_extra=_OPENAPI,
+    openapi_extra=DETECT_OPENAPI,
     dependencies=[Depends(limit_inference)],
 )
 async def detect(request: Request, service: InferenceDep, settings: SettingsDep) -> JSONResponse:

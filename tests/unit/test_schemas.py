@@ -80,7 +80,8 @@ def test_openapi_document_declares_options_responses_and_errors() -> None:
         == list(OPTION_NAMES)
         == [p["name"] for p in option_query_parameters()]
     )
-    assert set(detect["responses"]) == {"200", "400", "401", "403", "404", "413", "415", "502", "503", "504"}
+    declared = {"200", "400", "401", "403", "404", "413", "415", "429", "502", "503", "504"}
+    assert set(detect["responses"]) == declared
     json_body = detect["requestBody"]["content"]["application/json"]["schema"]
     assert {"signal", "signals", *OPTION_NAMES} <= set(json_body["properties"])
     region = spec["components"]["schemas"]["Region"]["properties"]
