@@ -112,17 +112,19 @@ class Tool:
     help: str
 
 
-# Adding a subcommand (e.g. "bench", "stream") is one row here.
+# Adding a subcommand (e.g. "stream") is one row here.
 TOOLS: dict[str, Tool] = {
     "train": Tool("export.train", "train the U-Net on simulated signals (seeded, resumable, progress bar)"),
     "export": Tool("export.export_onnx", "export a checkpoint to ONNX as a model version (parity-checked)"),
     "evaluate": Tool("export.evaluate", "score a model version on the held-out simulated set"),
     "seed": Tool("gateway.seed", "fill an empty model repository from the shipped one"),
+    "bench": Tool("export.bench", "latency and throughput of the gateway side by side (export/bench.py)"),
 }
 # Import name -> what to install. The server never needs these; torch first and pinned (CPU build).
 _OPTIONAL = {
     "torch": "pip install torch==2.13.0 && pip install 'pd-gateway[train]'",
     "pywt": "pip install 'pd-gateway[train]'  (PyWavelets)",
+    "matplotlib": "pip install 'pd-gateway[bench]'",
     "tqdm": "pip install 'pd-gateway[train]'",
 }
 
