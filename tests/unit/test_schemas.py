@@ -31,7 +31,7 @@ def test_bad_numbers_are_invalid_input(name: str, value: object) -> None:
 
 def test_huge_integer_in_a_json_body_is_a_400() -> None:
     body = b'{"signal": [0.0, 1.0, 2.0], "sampling_rate_hz": 1' + b"0" * 400 + b"}"
-    with pytest.raises(InvalidInput, match="sampling_rate_hz"):
+    with pytest.raises(InvalidInput):  # refused by the JSON parser or by DetectOptions: a 400 either way
         decode_detect(body, "application/json", {}, Limits(10, 10, 1))
 
 
