@@ -5,7 +5,7 @@ Open it inside the running event loop (FastAPI lifespan) and share it between re
     async with TritonClient.from_settings(settings) as triton:
         probs = await triton.infer("pd_unet1d", "", batch)
 
-Just over 300 lines: every Triton call of the gateway and the one mapping of its errors belong together.
+Over 300 lines on purpose: every Triton call, its channel options and its one error mapping belong together.
 """
 
 from __future__ import annotations
