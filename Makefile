@@ -27,14 +27,16 @@ setup-dev: $(VENV)/.dev
 serve: setup
 	$(VENV)/bin/pd-gateway serve
 
-## Run the whole test suite (unit + integration against a real Triton and a real Redis)
-test: setup-dev
+## Lint and type-check, then run the whole test suite (unit + integration against a real Triton and Redis)
+test: lint
 	./scripts/system-deps.sh
 	$(PY) -m pytest
 
+## ruff (lint + format) and mypy must stay clean; `make test` runs this first
 lint: setup-dev
 	$(VENV)/bin/ruff check gateway export tests loadtest
 	$(VENV)/bin/ruff format --check gateway export tests loadtest
+	$(VENV)/bin/mypy gateway
 
 ## requirements.lock: the runtime dependencies (+ the build backend), pinned with hashes, for the image and CI.
 ## Re-run after changing pyproject.toml's dependencies; pins already in the file are kept unless --upgrade.

@@ -191,7 +191,7 @@ def _load_model(args: argparse.Namespace) -> tuple[str | bytes, ProcessingParams
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export.evaluate", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="pd-gateway evaluate", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group()
     src.add_argument("--repo", type=Path, default=Path("model_repository"))
     src.add_argument("--onnx", type=Path, help="an ONNX file (with --processing, else seed params)")

@@ -270,7 +270,7 @@ def export_checkpoint(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export.export_onnx", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="pd-gateway export", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path, help="our checkpoint or seed best_model.pth")
     p.add_argument("--repo", type=Path, default=Path("model_repository"))
     p.add_argument("--name", default="pd_unet1d")

@@ -222,7 +222,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="pd-gateway train", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, train_args.json)")
     p.add_argument("--widths", type=_parse_ints, default=(16, 32, 64, 128))
     p.add_argument("--dilations", type=_parse_ints, default=(1, 2, 4, 8))

@@ -1,9 +1,10 @@
 """Two-layer cache for model metadata (Triton config, processing parameters): in-process, then Redis.
 
-Keys follow "<model>:<what>[:<version>]" so that `invalidate("<model>")` reaches every entry of a
-model. Redis is optional and never fatal: any Redis error or timeout is counted, logged (rate-limited)
-and answered from the loader. Invalidations travel on a pub/sub channel to every gateway process; if
-that message is lost (Redis down), the short local TTL bounds how long an entry can stay stale.
+The key is the model name (one entry per model: its version states and Triton config);
+`invalidate(name)` also reaches any "<name>:..." key. Redis is optional and never fatal: any Redis
+error or timeout is counted, logged (rate-limited) and answered from the loader. Invalidations travel
+on a pub/sub channel to every gateway process; if that message is lost (Redis down), the short local
+TTL bounds how long an entry can stay stale.
 """
 
 from __future__ import annotations

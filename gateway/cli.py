@@ -1,14 +1,30 @@
-"""`pd-gateway` console command: `serve` starts (embedded Triton +) the gateway; `models` manages it."""
+"""`pd-gateway`, the one command line of the project.
+
+    pd-gateway serve                       embedded Triton (unless TRITON_GRPC_URL) + the gateway
+    pd-gateway models list|show|load|unload|deploy ...   operator client of /v1/models
+    pd-gateway train|export|evaluate ...   training side (export/), needs the `train` extra
+    pd-gateway seed ...                    fill an empty model repository (the chart's initContainer)
+    pd-gateway version | --version
+
+Every subcommand has --help. Training-side tools are rows of `TOOLS`: a module with
+`main(argv: list[str] | None) -> int`, imported only when run; a missing optional dependency
+(torch, PyWavelets, tqdm) prints how to install it instead of a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.metadata
+import platform
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 
+from gateway import __version__
 from gateway.admin_cli import add_models_parser
 from gateway.settings import get_settings
 
@@ -88,8 +104,62 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Tool:
+    """A subcommand that hands its arguments to `module.main(argv)`."""
+
+    module: str
+    help: str
+
+
+# Adding a subcommand (e.g. "stream") is one row here.
+TOOLS: dict[str, Tool] = {
+    "train": Tool("export.train", "train the U-Net on simulated signals (seeded, resumable, progress bar)"),
+    "export": Tool("export.export_onnx", "export a checkpoint to ONNX as a model version (parity-checked)"),
+    "evaluate": Tool("export.evaluate", "score a model version on the held-out simulated set"),
+    "seed": Tool("gateway.seed", "fill an empty model repository from the shipped one"),
+    "bench": Tool("export.bench", "latency and throughput of the gateway side by side (export/bench.py)"),
+}
+# Import name -> what to install. The server never needs these; torch first and pinned (CPU build).
+_OPTIONAL = {
+    "torch": "pip install torch==2.13.0 && pip install 'pd-gateway[train]'",
+    "pywt": "pip install 'pd-gateway[train]'  (PyWavelets)",
+    "matplotlib": "pip install 'pd-gateway[bench]'",
+    "tqdm": "pip install 'pd-gateway[train]'",
+}
+
+
+def run_tool(name: str, argv: list[str]) -> int:
+    """Run TOOLS[name] with `argv`; a missing optional dependency is a message and exit status 3."""
+    try:
+        module = importlib.import_module(TOOLS[name].module)
+        return int(module.main(argv))
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").split(".")[0]
+        if missing not in _OPTIONAL:
+            raise
+        print(
+            f"pd-gateway {name} needs {missing}, which the server does not install:\n"
+            f"    {_OPTIONAL[missing]}\n(in a checkout: -e '.[train]' for 'pd-gateway[train]')",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _version(args: argparse.Namespace) -> int:
+    print(f"pd-gateway {__version__} (Python {platform.python_version()})")
+    for dist in ("numpy", "fastapi", "tritonclient", "onnxruntime", "torch"):
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            version = "not installed"
+        print(f"  {dist} {version}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pd-gateway", description="Partial-discharge detection gateway")
+    parser.add_argument("--version", action="version", version=f"pd-gateway {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(
         "serve", help="start the gateway (and an embedded Triton unless TRITON_GRPC_URL is set)"
@@ -107,11 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_serve)
     add_models_parser(sub)
+    for name, tool in TOOLS.items():  # listed for --help; main() hands their arguments over untouched
+        sub.add_parser(name, help=tool.help, add_help=False)
+    sub.add_parser("version", help="print the versions of pd-gateway and its main dependencies").set_defaults(
+        func=_version
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in TOOLS:
+        return run_tool(args_list[0], args_list[1:])
+    args = build_parser().parse_args(args_list)
     return int(args.func(args))
 
 

@@ -11,7 +11,6 @@ which refuses nesting deeper than 1,024 levels and numbers beyond the float64 ra
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,38 +18,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gateway.dsp.params import NORMALISATIONS
 from gateway.errors import InvalidInput, SignalTooLarge, UnsupportedMediaType
+from gateway.schemas import DetectOptions, parse_options
 
 JSON_TYPES = ("application/json",)
 NPY_TYPES = ("application/x-npy", "application/npy")
 RAW_TYPES = ("application/octet-stream",)
-
-
-@dataclass(frozen=True)
-class DetectOptions:
-    """Per-request options; None means "use the model version's own parameter".
-
-    profile "seed" swaps the version's pre/post-processing for seed 000's (0.4*fs high-pass, clip,
-    batch-wide normalisation, its valid rule), keeping the version's window: it reproduces the old
-    service's validity and signal statistics on the same data.
-    """
-
-    model: str | None = None
-    version: str | None = None
-    sampling_rate_hz: float | None = None
-    power_frequency_hz: float = 50.0
-    threshold: float | None = None
-    normalisation: str | None = None
-    include_probability: bool = False
-    include_preprocessed: bool = False  # the preprocessed trace per signal (the page plots it)
-    profile: str = "model"
-
-    @property
-    def samples_per_cycle(self) -> float | None:
-        if self.sampling_rate_hz is None:
-            return None
-        return self.sampling_rate_hz / self.power_frequency_hz
 
 
 @dataclass(frozen=True)
@@ -77,70 +50,6 @@ class Limits:
 class DetectPayload:
     signals: list[np.ndarray]
     options: DetectOptions
-
-
-_OPTION_KEYS = {
-    "model",
-    "version",
-    "sampling_rate_hz",
-    "power_frequency_hz",
-    "threshold",
-    "normalisation",
-    "include_probability",
-    "include_preprocessed",
-    "profile",
-}
-PROFILES = ("model", "seed")
-
-
-def _positive(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"'{name}' must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise InvalidInput(f"'{name}' must be a finite number > 0, got {value!r}")
-    return v
-
-
-def parse_options(raw: Mapping[str, Any]) -> DetectOptions:
-    """Validate options from a JSON body merged with the query string (the body wins)."""
-    unknown = sorted(set(raw) - _OPTION_KEYS)
-    if unknown:
-        raise InvalidInput(
-            f"unknown option(s): {', '.join(unknown)}; allowed: {', '.join(sorted(_OPTION_KEYS))}"
-        )
-    opts: dict[str, Any] = {}
-    for key in ("model", "version"):
-        if raw.get(key) not in (None, ""):
-            value = str(raw[key])
-            if len(value) > 64:
-                raise InvalidInput(f"'{key}' is too long")
-            opts[key] = value
-    if raw.get("sampling_rate_hz") is not None:
-        opts["sampling_rate_hz"] = _positive("sampling_rate_hz", raw["sampling_rate_hz"])
-    if raw.get("power_frequency_hz") is not None:
-        opts["power_frequency_hz"] = _positive("power_frequency_hz", raw["power_frequency_hz"])
-    if raw.get("threshold") is not None:
-        t = _positive("threshold", raw["threshold"])
-        if t >= 1:
-            raise InvalidInput(f"'threshold' must be in (0, 1), got {raw['threshold']!r}")
-        opts["threshold"] = t
-    if raw.get("normalisation") is not None:
-        if raw["normalisation"] not in NORMALISATIONS:
-            raise InvalidInput(f"'normalisation' must be one of {', '.join(NORMALISATIONS)}")
-        opts["normalisation"] = raw["normalisation"]
-    for key in ("include_probability", "include_preprocessed"):
-        if raw.get(key) is not None:
-            flag = raw[key]
-            if isinstance(flag, str):
-                flag = flag.lower() in ("1", "true", "yes")
-            opts[key] = bool(flag)
-    if raw.get("profile") not in (None, ""):
-        if raw["profile"] not in PROFILES:
-            raise InvalidInput(f"'profile' must be one of {', '.join(PROFILES)}")
-        opts["profile"] = raw["profile"]
-    return DetectOptions(**opts)
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # signals are processed as float32

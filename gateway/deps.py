@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -15,38 +16,20 @@ from gateway.settings import Settings
 from gateway.triton_client import TritonClient
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+def _state(name: str) -> Callable[[Request], Any]:
+    """A dependency that returns `app.state.<name>` (set by create_app or the lifespan)."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    dependency.__name__ = f"app_state_{name}"
+    return dependency
 
 
-def _triton(request: Request) -> TritonClient:
-    return request.app.state.triton
-
-
-def _inference(request: Request) -> InferenceService:
-    return request.app.state.inference
-
-
-def _registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
-
-
-def _cache(request: Request) -> MetadataCache:
-    return request.app.state.cache
-
-
-def _manager(request: Request) -> ModelManager:
-    return request.app.state.manager
-
-
-def _examples(request: Request) -> Examples:
-    return request.app.state.examples
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-TritonDep = Annotated[TritonClient, Depends(_triton)]
-InferenceDep = Annotated[InferenceService, Depends(_inference)]
-RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
-ManagerDep = Annotated[ModelManager, Depends(_manager)]
-CacheDep = Annotated[MetadataCache, Depends(_cache)]
-ExamplesDep = Annotated[Examples, Depends(_examples)]
+SettingsDep = Annotated[Settings, Depends(_state("settings"))]
+TritonDep = Annotated[TritonClient, Depends(_state("triton"))]
+InferenceDep = Annotated[InferenceService, Depends(_state("inference"))]
+RegistryDep = Annotated[ModelRegistry, Depends(_state("registry"))]
+ManagerDep = Annotated[ModelManager, Depends(_state("manager"))]
+CacheDep = Annotated[MetadataCache, Depends(_state("cache"))]
+ExamplesDep = Annotated[Examples, Depends(_state("examples"))]

@@ -1,6 +1,6 @@
 """Prometheus collectors of the gateway (module level, default registry) and the HTTP metrics middleware.
 
-Label values stay few: routes are templates ("/v1/models/{model}/detect"), never raw paths.
+Label values stay few: routes are templates ("/v1/models/{name}/load"), never raw paths.
 """
 
 from __future__ import annotations

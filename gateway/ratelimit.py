@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 from types import TracebackType
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
@@ -33,14 +33,7 @@ log = structlog.get_logger(__name__)
 
 _REDIS_RETRY_S = 2.0  # after a Redis failure, count in memory this long before trying Redis again
 _WARN_EVERY_S = 10.0
-
-# For routes: documents the 429 in OpenAPI next to the dependency that raises it.
-RATE_LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    429: {
-        "description": "Over RATE_LIMIT for this API key (or client address); see `Retry-After`",
-        "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
-    }
-}
+# Routes document the 429 with gateway.schemas.error_responses (the one error body, Retry-After).
 
 
 def _limits_uri(redis_url: str) -> str:

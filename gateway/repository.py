@@ -183,7 +183,7 @@ def build_config(
 def write_config(model_dir: str | Path, config: mc.ModelConfig) -> Path:
     """Write config.pbtxt atomically (temporary file in the same directory, fsync, os.replace)."""
     target = Path(model_dir) / CONFIG_FILENAME
-    _write_atomic(target, text_format.MessageToString(config).encode())
+    write_atomic(target, text_format.MessageToString(config).encode())
     return target
 
 
@@ -223,8 +223,14 @@ def next_version(model_dir: str | Path) -> int:
     return max(list_versions(model_dir), default=0) + 1
 
 
-def read_model_card(model_dir: str | Path, version: int) -> dict[str, Any]:
-    return json.loads((Path(model_dir) / str(validate_version(version)) / CARD_FILENAME).read_text())
+def read_model_card(model_dir: str | Path, version: int) -> dict[str, Any] | None:
+    """Version `version`'s model card, or None when it is missing or not a JSON object."""
+    path = Path(model_dir) / str(validate_version(version)) / CARD_FILENAME
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) else None
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -234,7 +240,8 @@ def _write_bytes(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically (temporary file in the same directory, fsync, os.replace)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         _write_bytes(tmp, data)
@@ -252,7 +259,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(model_dir: Path) -> Iterator[None]:
+def model_lock(model_dir: Path) -> Iterator[None]:
     """Serialise writers of one model (version numbering, config read-modify-write) across processes.
 
     The lock is taken on the directory itself, so no lock file lands in the repository.
@@ -313,7 +320,7 @@ def write_version(
     if version is not None:
         validate_version(version)
     model_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(model_dir):
+    with model_lock(model_dir):
         _remove_stale_temporaries(model_dir)
         version = validate_version(version if version is not None else next_version(model_dir))
         target = model_dir / str(version)
@@ -343,7 +350,7 @@ def write_version(
             if previous is None:
                 config_path.unlink(missing_ok=True)
             else:
-                _write_atomic(config_path, previous)
+                write_atomic(config_path, previous)
             raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

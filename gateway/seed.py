@@ -52,7 +52,7 @@ def seed_repository(source: Path, dest: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.seed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="pd-gateway seed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="the shipped repository")
     parser.add_argument("--dest", type=Path, required=True, help="the (possibly empty) model repository")
     args = parser.parse_args(argv)

@@ -4,6 +4,8 @@ Open it inside the running event loop (FastAPI lifespan) and share it between re
 
     async with TritonClient.from_settings(settings) as triton:
         probs = await triton.infer("pd_unet1d", "", batch)
+
+Over 300 lines on purpose: every Triton call, its channel options and its one error mapping belong together.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -70,6 +72,27 @@ CHANNEL_ARGS: list[tuple[str, int]] = [
     ("grpc.http2.max_pings_without_data", 0),
 ]
 PROBE_INTERVAL_S = 0.2  # while Triton is unreachable, ask it this often whether it is back
+_MAX_REASON_CHARS = 300
+
+ModelStates = dict[int, tuple[str, str]]  # version -> (Triton state, one-line reason)
+
+
+def reason_line(text: str | None) -> str:
+    """Triton's reasons carry the backend's Python stack: keep the first line only."""
+    text = (text or "").strip()
+    return text.splitlines()[0][:_MAX_REASON_CHARS] if text else ""
+
+
+def states_from_index(rows: Iterable[Mapping[str, Any]], name: str) -> ModelStates | None:
+    """{version: (state, reason)} of `name` in Triton's index rows, or None when it lists no such model."""
+    mine = [r for r in rows if r.get("name") == name]
+    if not mine:
+        return None
+    return {
+        int(r["version"]): (str(r.get("state", "UNKNOWN")), reason_line(r.get("reason")))
+        for r in mine
+        if str(r.get("version", "")).isdigit()
+    }
 
 
 def map_triton_error(
@@ -84,7 +107,7 @@ def map_triton_error(
     if op == "load_model" and status in _LOAD_FAILURES:
         # Triton answers INTERNAL for a missing model directory and INVALID_ARGUMENT for a backend that
         # failed to initialize. The operator needs the reason: its first line, never the backend's stack.
-        reason = msg.strip().splitlines()[0][:300] if msg.strip() else status
+        reason = reason_line(msg) or status
         return UpstreamError(f"Triton could not load model '{model}': {reason}")
     unknown_model = _UNKNOWN_MODEL_MARKER in msg
     if status == "StatusCode.NOT_FOUND" or (unknown_model and status != "StatusCode.INTERNAL"):
@@ -199,22 +222,16 @@ class TritonClient:
         )
         return dict(resp.get("config", {}))
 
-    async def model_metadata(self, name: str, version: str = "") -> dict[str, Any]:
-        """Name, versions, platform, inputs and outputs (shapes as strings, -1 = batch axis)."""
-        resp = await self._call(
-            "model_metadata",
-            name,
-            lambda c, t: c.get_model_metadata(name, version, as_json=True, client_timeout=t),
-            version=version,
-        )
-        return dict(resp)
-
     async def repository_index(self) -> list[dict[str, Any]]:
         """One entry per model (and loaded version): name, version, state, reason."""
         resp = await self._call(
             "repository_index", "", lambda c, t: c.get_model_repository_index(as_json=True, client_timeout=t)
         )
         return list(resp.get("models", []))
+
+    async def model_states(self, name: str) -> ModelStates | None:
+        """{version: (state, one-line reason)} of `name`; None when Triton's index lists no such model."""
+        return states_from_index(await self.repository_index(), name)
 
     async def load_model(self, name: str, config_json: str | None = None) -> None:
         """Load or reload `name` (explicit mode); waits until loaded, up to `load_timeout_s`.
@@ -274,11 +291,13 @@ class TritonClient:
         """Run one batch [N, 1, W] float32 (N <= the model's max_batch_size); returns the output tensor.
 
         At most `max_concurrent_infer` calls are in flight; waiting for a slot counts against the same
-        TRITON_TIMEOUT_S deadline, and a full wait raises UpstreamUnavailable.
+        TRITON_TIMEOUT_S deadline, and a full wait raises UpstreamUnavailable. `request_id` defaults to the
+        gateway's request id (log context), so Triton's logs and traces join the gateway's.
         """
         if batch.ndim != 3 or batch.shape[0] < 1:
             raise ValueError(f"batch must have shape [N, 1, W] with N >= 1, got {batch.shape}")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        request_id = request_id or str(structlog.contextvars.get_contextvars().get("request_id", ""))
         inp = InferInput(input_name, list(batch.shape), "FP32")
         inp.set_data_from_numpy(batch)
         outputs = [InferRequestedOutput(output_name)]

@@ -9,15 +9,20 @@ raw float32 800,000-sample VSB signal (1), GET /readyz (1). Select kinds with --
 Environment: PDGW_LT_SEED (default 0), PDGW_LT_POOL (JSON signals in the pool, default 16),
 PDGW_LT_MODEL / PDGW_LT_VERSION (query options; default: the gateway's default model),
 PDGW_API_KEY (sent as X-API-Key; the chart and compose turn auth on).
+PDGW_LT_CLIENT=1 adds `ClientUser`: .npy batches sent through the Python client (`gateway.client`),
+typed results, retries on 503 (off by default, so the default mix stays as measured).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+import time
 from pathlib import Path
 
-from locust import FastHttpUser, between, events, tag, task
+import numpy as np
+from locust import FastHttpUser, User, between, events, tag, task
 from locust.env import Environment
 
 # Locust puts only this file's folder on sys.path: the repository root gives `gateway` and `loadtest`.
@@ -25,6 +30,7 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from gateway.client import GatewayClient, GatewayHTTPError  # noqa: E402
 from loadtest.payloads import Payload, Pool, build_pool, check_detect, check_ready  # noqa: E402
 
 _POOL: Pool | None = None
@@ -120,3 +126,37 @@ class GatewayUser(FastHttpUser):
                 resp.failure(problem)
             else:
                 resp.success()
+
+
+class ClientUser(User):
+    """What a Python client sees: the same .npy batches through `gateway.client.GatewayClient`."""
+
+    abstract = os.environ.get("PDGW_LT_CLIENT") != "1"
+    wait_time = between(0.0, 0.2)
+
+    def on_start(self) -> None:
+        self.gateway = GatewayClient(self.host, api_key=os.environ.get("PDGW_API_KEY"), timeout_s=60.0)
+
+    def on_stop(self) -> None:
+        self.gateway.close()
+
+    @tag("client")
+    @task
+    def detect_npy_client(self) -> None:
+        payload = pool().next("npy")
+        signals = np.load(io.BytesIO(payload.body))
+        start, error, size = time.perf_counter(), None, len(payload.body)
+        try:
+            result = self.gateway.detect(signals, **payload.params)
+            if len(result.results) != payload.n_signals:
+                error = AssertionError(f"expected {payload.n_signals} results, got {len(result.results)}")
+        except (GatewayHTTPError, OSError) as e:
+            error = e
+        self.environment.events.request.fire(
+            request_type="CLIENT",
+            name="detect [client npy 8x7920]",
+            response_time=(time.perf_counter() - start) * 1000.0,
+            response_length=size,
+            exception=error,
+            context={},
+        )

@@ -7,7 +7,6 @@ decodes every body with the gateway's own decoder). Signals come from the projec
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 from collections.abc import Iterator, Sequence
@@ -18,6 +17,7 @@ from urllib.parse import urlencode
 import numpy as np
 
 from export.sim.simulator import SimulatedSignal, dataset_item
+from gateway.client import encode_signals
 
 SEED_SAMPLES = 7920  # the seed data's signal length (seed regime of the simulator)
 VSB_SAMPLES = 800_000  # one 20 ms cycle at 40 MHz (VSB regime)
@@ -66,11 +66,12 @@ def json_payload(sim: SimulatedSignal, extra: dict[str, str] | None = None) -> P
 
 
 def npy_payload(sims: Sequence[SimulatedSignal], extra: dict[str, str] | None = None) -> Payload:
-    """A [n, 7920] float64 .npy file, like the seed data: one signal per row, no sampling rate."""
-    buf = io.BytesIO()
-    np.save(buf, np.stack([s.signal for s in sims]).astype(np.float64), allow_pickle=False)
+    """A [n, 7920] float64 .npy file, like the seed data: one signal per row, no sampling rate.
+
+    Encoded as the Python client sends signals (`gateway.client.encode_signals`)."""
+    body, ctype = encode_signals(np.stack([s.signal for s in sims]).astype(np.float64))
     sizes = [s.signal.size for s in sims]
-    return Payload("npy", buf.getvalue(), "application/x-npy", dict(extra or {}), len(sims), sizes)
+    return Payload("npy", body, ctype, dict(extra or {}), len(sims), sizes)
 
 
 def raw_payload(sim: SimulatedSignal, extra: dict[str, str] | None = None) -> Payload:

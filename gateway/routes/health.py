@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.routing import iter_route_contexts
 
 from gateway import __version__
 from gateway.deps import CacheDep, RegistryDep, SettingsDep, TritonDep
 from gateway.errors import GatewayError
 from gateway.metrics import latest_metrics
 from gateway.routes.ui import prefers_html
+from gateway.schemas import Health, Readiness, ServiceInfo
 
 router = APIRouter(tags=["service"])
 
 
-@router.get("/", response_model=None)
+@router.get("/", response_model=ServiceInfo, responses={303: {"description": "a browser is sent to /ui"}})
 async def root(request: Request, settings: SettingsDep, registry: RegistryDep) -> dict[str, Any] | Response:
     """What this gateway serves; model details are best effort (Triton may be down).
 
@@ -28,23 +30,7 @@ async def root(request: Request, settings: SettingsDep, registry: RegistryDep) -
         "service": "pd-gateway",
         "version": __version__,
         "default_model": settings.DEFAULT_MODEL,
-        "endpoints": [
-            "/v1/detect",
-            "/v1/models",
-            "/v1/models/{name}",
-            "/v1/models/{name}/versions",
-            "/v1/models/{name}/load",
-            "/v1/models/{name}/unload",
-            "/healthz",
-            "/readyz",
-            "/metrics",
-            "/docs",
-            "/redoc",
-            "/ui",
-            "/v1/examples",
-            "/test",
-            "/test-text",
-        ],
+        "endpoints": endpoints(request.app),
     }
     try:
         mv = await registry.resolve(None, None)
@@ -54,7 +40,13 @@ async def root(request: Request, settings: SettingsDep, registry: RegistryDep) -
     return info
 
 
-@router.get("/healthz")
+def endpoints(app: FastAPI) -> list[str]:
+    """The app's paths (each once, in registration order), the root itself left out."""
+    paths = (ctx.path for ctx in iter_route_contexts(app.routes))
+    return list(dict.fromkeys(p for p in paths if p and p != "/" and not p.endswith("oauth2-redirect")))
+
+
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 async def healthz(request: Request) -> JSONResponse:
     """Liveness: the process answers (200 + JSON, as seed 000's probes expect). Never touches Triton or
     Redis: /readyz says whether the model can serve.
@@ -69,7 +61,7 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if liveness.healthy() else 503)
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(settings: SettingsDep, triton: TritonDep, cache: CacheDep) -> JSONResponse:
     """Readiness: Triton answers and the default model is ready (asked each time, not cached).
 

@@ -9,15 +9,22 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, PositiveInt
 from starlette.datastructures import UploadFile
 
 from gateway.auth import OperatorKey
-from gateway.deps import ManagerDep, SettingsDep, TritonDep
+from gateway.deps import ManagerDep, SettingsDep
 from gateway.errors import InvalidInput, SignalTooLarge, UnsupportedMediaType
-from gateway.ratelimit import RATE_LIMIT_RESPONSES, limit_inference
-from gateway.services.model_status import reason_line
+from gateway.ratelimit import limit_inference
+from gateway.schemas import (
+    AUTH,
+    UPSTREAM,
+    DeployResult,
+    ModelDescription,
+    ModelList,
+    VersionListing,
+    error_responses,
+)
 
 router = APIRouter(tags=["models"])
 admin = APIRouter(tags=["model management"])
@@ -54,45 +61,34 @@ _UPLOAD_DOC = {
 }
 
 
-@router.get("/v1/models", dependencies=[Depends(limit_inference)], responses=RATE_LIMIT_RESPONSES)
-async def list_models(triton: TritonDep, settings: SettingsDep) -> dict[str, Any]:
+_READ = error_responses((400, *AUTH, 404, 422, *UPSTREAM))
+_CHANGE = error_responses((400, *AUTH, 404, 409, 422, *UPSTREAM))
+
+
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    responses=error_responses((*AUTH, 429, *UPSTREAM)),
+    dependencies=[Depends(limit_inference)],
+)
+async def list_models(manager: ManagerDep) -> dict[str, Any]:
     """Every model in the repository with its versions and their states (asked from Triton, uncached)."""
-    models: dict[str, dict[str, Any]] = {}
-    for row in await triton.repository_index():
-        name = row.get("name", "")
-        entry = models.setdefault(
-            name, {"name": name, "default": name == settings.DEFAULT_MODEL, "versions": []}
-        )
-        if row.get("version"):
-            entry["versions"].append(
-                {
-                    "version": row["version"],
-                    "state": row.get("state", "UNKNOWN"),
-                    "reason": reason_line(row.get("reason")),
-                }
-            )
-        elif row.get("state"):
-            entry["state"] = row["state"]
-    for entry in models.values():
-        entry["versions"].sort(key=lambda v: int(v["version"]) if v["version"].isdigit() else -1)
-        ready = [v["version"] for v in entry["versions"] if v["state"] == "READY"]
-        entry["serving_version"] = ready[-1] if ready else None
-    return {"models": sorted(models.values(), key=lambda m: m["name"])}
+    return await manager.list_models()
 
 
-@admin.get("/v1/models/{name}")
+@admin.get("/v1/models/{name}", response_model=ModelDescription, responses=_READ)
 async def describe_model(name: str, manager: ManagerDep, key: OperatorKey) -> dict[str, Any]:
     """Config summary, version states, and each version's processing parameters and model card."""
     return await manager.describe(name)
 
 
-@admin.get("/v1/models/{name}/versions")
+@admin.get("/v1/models/{name}/versions", response_model=VersionListing, responses=_READ)
 async def list_versions(name: str, manager: ManagerDep, key: OperatorKey) -> dict[str, Any]:
     """Version states (Triton) merged with the version directories of the repository."""
     return await manager.versions(name)
 
 
-@admin.post("/v1/models/{name}/load")
+@admin.post("/v1/models/{name}/load", response_model=VersionListing, responses=_CHANGE)
 async def load_model(
     name: str, manager: ManagerDep, key: OperatorKey, body: Annotated[VersionsBody | None, Body()] = None
 ) -> dict[str, Any]:
@@ -100,7 +96,7 @@ async def load_model(
     return await manager.load(name, body.versions if body else None, actor=key.name)
 
 
-@admin.post("/v1/models/{name}/unload")
+@admin.post("/v1/models/{name}/unload", response_model=VersionListing, responses=_CHANGE)
 async def unload_model(
     name: str, manager: ManagerDep, key: OperatorKey, body: Annotated[VersionsBody | None, Body()] = None
 ) -> dict[str, Any]:
@@ -108,10 +104,16 @@ async def unload_model(
     return await manager.unload(name, body.versions if body else None, actor=key.name)
 
 
-@admin.post("/v1/models/{name}/versions", status_code=201, openapi_extra=_UPLOAD_DOC)
+@admin.post(
+    "/v1/models/{name}/versions",
+    status_code=201,
+    response_model=DeployResult,
+    responses=error_responses((400, *AUTH, 404, 409, 413, 415, 422, *UPSTREAM)),
+    openapi_extra=_UPLOAD_DOC,
+)
 async def deploy_version(
     name: str, request: Request, manager: ManagerDep, key: OperatorKey, settings: SettingsDep
-) -> JSONResponse:
+) -> dict[str, Any]:
     """Upload an ONNX model as the next version: validated, written atomically, loaded unless load=false."""
     fields = await _read_upload(request, settings.MAX_UPLOAD_BYTES)
     model = fields.get("model")
@@ -126,7 +128,7 @@ async def deploy_version(
         load=_flag(fields, "load", default=True),
         actor=key.name,
     )
-    return JSONResponse(result, status_code=201)
+    return result
 
 
 async def _read_upload(request: Request, max_bytes: int) -> dict[str, bytes | str]:

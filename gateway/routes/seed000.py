@@ -14,15 +14,20 @@ from fastapi.responses import HTMLResponse
 
 from gateway import examples as ex
 from gateway.auth import require_inference
-from gateway.decoding import parse_options
 from gateway.deps import ExamplesDep, InferenceDep
 from gateway.routes.ui import page_response
+from gateway.schemas import AUTH, UPSTREAM, SeedTestText, error_responses, parse_options
 from gateway.seed000 import seed_test_text_body
 
 router = APIRouter(tags=["seed 000 compatibility"])
 
 
-@router.get("/test-text", dependencies=[Depends(require_inference)])
+@router.get(
+    "/test-text",
+    response_model=SeedTestText,
+    responses=error_responses((400, *AUTH, 404, 422, *UPSTREAM)),
+    dependencies=[Depends(require_inference)],
+)
 async def test_text(request: Request, service: InferenceDep, examples: ExamplesDep) -> dict[str, Any]:
     """Seed 000's text analysis of its test data: valid samples only, with their regions and statistics.
 
@@ -37,7 +42,7 @@ async def test_text(request: Request, service: InferenceDep, examples: ExamplesD
     return seed_test_text_body(result, example.name, options.profile)
 
 
-@router.get("/test", response_class=HTMLResponse)
+@router.get("/test", response_class=HTMLResponse, responses=error_responses((400, 422)))
 async def testpage_response(request: Request, examples: ExamplesDep) -> HTMLResponse:
     """Seed 000's visual analysis: the page, on the same data as /test-text, one plot per valid sample
     (raw, filtered and detected regions). `?profile=seed` as for /test-text."""

@@ -24,7 +24,6 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway import metrics
 from gateway.auth import inference_key_for
-from gateway.decoding import DetectOptions, parse_options
 from gateway.errors import (
     Forbidden,
     GatewayError,
@@ -34,6 +33,7 @@ from gateway.errors import (
     UpstreamUnavailable,
     VersionNotFound,
 )
+from gateway.schemas import DetectOptions, parse_options
 from gateway.services.events import EventPublisher
 from gateway.services.inference import InferenceService
 from gateway.services.stream import BlockGeometry, SampleQueue, StreamState, process_ready, retrying

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 
 from gateway import examples as ex
 from gateway.deps import ExamplesDep
+from gateway.schemas import error_responses
 
 router = APIRouter(tags=["page"])
 
@@ -128,7 +129,10 @@ async def list_examples(examples: ExamplesDep) -> dict[str, Any]:
 
 @router.get(
     "/v1/examples/{name}",
-    responses={200: {"content": {"application/x-npy": {}}, "description": "the example as a .npy file"}},
+    responses={
+        200: {"content": {"application/x-npy": {}}, "description": "the example as a .npy file"},
+        **error_responses((404, 422)),
+    },
 )
 async def get_example(name: str, examples: ExamplesDep) -> Response:
     """One example as a .npy file (1-D or 2-D, one signal per row): post it to /v1/detect as it is."""

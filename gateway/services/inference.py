@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from gateway import metrics
-from gateway.decoding import DetectOptions
-from gateway.dsp.params import SEED_PARAMS, ProcessingParams
+from gateway.dsp.params import ProcessingParams
 from gateway.dsp.phase import AcFit, estimate_ac_phase
 from gateway.dsp.processing import Prepared, finish, prepare, signal_stats
 from gateway.dsp.regions import RegionArrays
 from gateway.errors import ModelNotFound, VersionNotFound
+from gateway.schemas import DetectOptions
 from gateway.services.models import ModelRegistry, ModelVersion
 from gateway.triton_client import TritonClient
 
@@ -42,17 +42,6 @@ async def _cpu(total_samples: int, fn: Callable[..., T], *args: Any) -> T:
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000.0, 3)
-
-
-def _effective_params(params: ProcessingParams, options: DetectOptions) -> ProcessingParams:
-    if options.profile == "seed":
-        params = SEED_PARAMS.replace(window=params.window, hop=params.window // 2)
-    changes: dict[str, Any] = {}
-    if options.threshold is not None:
-        changes["threshold"] = options.threshold
-    if options.normalisation is not None:
-        changes["normalisation"] = options.normalisation
-    return params.replace(**changes) if changes else params
 
 
 def regions_json(
@@ -114,7 +103,7 @@ class InferenceService:
         t_start = time.perf_counter()
         await self._triton.admit()  # 503 at once (breaker open, queue too deep), before any CPU is spent
         mv = await self.registry.resolve(options.model, options.version)
-        params = _effective_params(mv.params, options)
+        params = options.effective_params(mv.params)
 
         total_samples = sum(int(np.size(x)) for x in signals)
         t0 = time.perf_counter()

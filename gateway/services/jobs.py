@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import time
 import uuid
@@ -31,8 +30,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway import metrics
-from gateway.decoding import DetectOptions
 from gateway.errors import GatewayError, InvalidInput, JobNotFound, TooManyJobs, UpstreamUnavailable
+from gateway.schemas import DetectOptions
 from gateway.services.inference import InferenceService
 from gateway.services.stream import retrying
 from gateway.settings import Settings, redis_url
@@ -303,9 +302,7 @@ class JobService:
     async def _execute(self, job: Job) -> dict[str, Any]:
         """Detection signal by signal (progress, prompt cancel); batch-wide normalisation runs as one call."""
         mv = await self._inference.registry.resolve(job.options.model, job.options.version)
-        options = dataclasses.replace(
-            job.options, model=mv.name, version=mv.version
-        )  # one version throughout
+        options = job.options.model_copy(update={"model": mv.name, "version": mv.version})  # one version
         batch_wide = (
             options.profile == "seed" or (options.normalisation or mv.params.normalisation) == "batch_max"
         )

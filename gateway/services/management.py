@@ -5,6 +5,9 @@ processes (flock on the repository directory), persists the served version set i
 Triton through its load API (the config override replaces the whole config, so it is built from the
 file), waits for Triton's repository index to settle, and invalidates the metadata cache everywhere
 (Redis keys + pub/sub to every replica). A failed load or deploy restores the files byte for byte.
+
+Over 300 lines on purpose: the one management service owns every operator action and the views of a
+model's state that go with them (the filesystem side is in repo_state.py, Triton's in triton_client.py).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from tritonclient.grpc import model_config_pb2 as mc
 
 from gateway import repository as repo
 from gateway.dsp.params import ProcessingParams
 from gateway.errors import (
+    Conflict,
     InvalidInput,
     ModelNotFound,
     ModelRejected,
@@ -27,11 +32,16 @@ from gateway.errors import (
     UpstreamError,
     VersionNotFound,
 )
-from gateway.services import model_status as ms
 from gateway.services import repo_state as rs
 from gateway.services.models import ModelRegistry
-from gateway.services.validation import Contract, ValidationReport, merge_processing, validate_onnx
-from gateway.triton_client import TritonClient
+from gateway.services.validation import (
+    Contract,
+    ValidationReport,
+    default_card,
+    merge_processing,
+    validate_onnx,
+)
+from gateway.triton_client import ModelStates, TritonClient, reason_line
 
 log = structlog.get_logger(__name__)
 
@@ -61,26 +71,48 @@ class ModelManager:
 
     # -- reads ------------------------------------------------------------------------------------
 
+    async def list_models(self) -> dict[str, Any]:
+        """{"models": [{name, default, versions: [{version, state, reason}], serving_version}]}: every
+        model in Triton's repository index (asked each time, uncached)."""
+        models: dict[str, dict[str, Any]] = {}
+        for row in await self._triton.repository_index():
+            name = row.get("name", "")
+            entry = models.setdefault(
+                name, {"name": name, "default": name == self._registry.default_model, "versions": []}
+            )
+            if row.get("version"):
+                state, reason = row.get("state", "UNKNOWN"), reason_line(row.get("reason"))
+                entry["versions"].append({"version": row["version"], "state": state, "reason": reason})
+            elif row.get("state"):
+                entry["state"] = row["state"]
+        for entry in models.values():
+            entry["versions"].sort(key=lambda v: int(v["version"]) if v["version"].isdigit() else -1)
+            ready = [v["version"] for v in entry["versions"] if v["state"] == "READY"]
+            entry["serving_version"] = ready[-1] if ready else None
+        return {"models": sorted(models.values(), key=lambda m: m["name"])}
+
     async def versions(self, name: str) -> dict[str, Any]:
         """{"name", "serving_version", "served", "versions": [{version, state, reason, in_repository,
         window}]}: Triton's live states merged with the version directories on disk."""
         model_dir = self._model_dir(name)
         states = await self._states(name)
         config, disk = await asyncio.to_thread(rs.disk_state, model_dir)
-        return ms.listing(name, states, config, disk)
+        return _listing(name, states, config, disk)
 
     async def describe(self, name: str) -> dict[str, Any]:
         """`versions()` plus the config summary and each version's processing params and model card."""
         model_dir = self._model_dir(name)
         states = await self._states(name)
         config, disk = await asyncio.to_thread(rs.disk_state, model_dir)  # None: not mounted here
-        out = ms.listing(name, states, config, disk)
+        out = _listing(name, states, config, disk)
         out["default"] = name == self._registry.default_model
         out["config"] = rs.config_summary(config) if config is not None else None
         for item in out["versions"]:
             v = int(item["version"])
             item["processing"] = repo.processing_params_from_config(config, v) if config else None
-            item["model_card"] = await asyncio.to_thread(rs.read_card, model_dir, v) if v in disk else None
+            item["model_card"] = (
+                await asyncio.to_thread(repo.read_model_card, model_dir, v) if v in disk else None
+            )
         return out
 
     # -- operations -------------------------------------------------------------------------------
@@ -96,9 +128,9 @@ class ModelManager:
             config, disk = await asyncio.to_thread(rs.disk_state, model_dir)
             assert config is not None  # _require checked the file
             target = wanted or rs.policy_versions(config, disk)
-            ms.check_loadable(name, config, disk, target)
+            rs.check_loadable(name, config, disk, target)
             try:
-                await self._apply(name, model_dir, target, ms.ready(states))
+                await self._apply(name, model_dir, target, _ready(states))
             finally:
                 await self._invalidate(name)
         log.info("model_loaded", model=name, versions=target, api_key=actor)
@@ -112,11 +144,11 @@ class ModelManager:
         unwanted = self._versions(versions)
         async with self._exclusive(name):
             states = await self._require(name, model_dir)
-            served = ms.ready(states)
+            served = _ready(states)
             missing = [v for v in unwanted if v not in served]
             if missing:
                 raise VersionNotFound(
-                    f"version(s) {ms.fmt_versions(missing)} of model '{name}' are not loaded"
+                    f"version(s) {rs.fmt_versions(missing)} of model '{name}' are not loaded"
                 )
             keep = [v for v in served if v not in unwanted] if unwanted else []
             try:
@@ -155,14 +187,14 @@ class ModelManager:
         report = await asyncio.to_thread(self._validate, onnx, Contract.from_config(config), params)
         async with self._exclusive(name):
             states = await self._require(name, model_dir)
-            served = ms.ready(states)
+            served = _ready(states)
             config, disk = await asyncio.to_thread(rs.disk_state, model_dir)
             assert config is not None
             new = pinned if pinned is not None else max(disk, default=0) + 1
             if new in disk:
-                raise ms.Conflict(f"version {new} of model '{name}' already exists; versions are immutable")
+                raise Conflict(f"version {new} of model '{name}' already exists; versions are immutable")
             snapshot = await asyncio.to_thread(rs.snapshot_config, model_dir)
-            full_card = dict(card) if card else ms.default_card(name, params, report)
+            full_card = dict(card) if card else default_card(name, params, report)
             await asyncio.to_thread(
                 repo.write_version, model_dir, onnx, version=new, card=full_card, processing=params.to_dict()
             )
@@ -210,14 +242,14 @@ class ModelManager:
         except repo.InvalidNameError as e:
             raise InvalidInput(str(e)) from None
 
-    async def _states(self, name: str) -> dict[int, tuple[str, str]]:
+    async def _states(self, name: str) -> ModelStates:
         """{version: (state, reason)} from Triton's repository index; 404 if Triton does not know it."""
-        states = ms.states_from_index(await self._triton.repository_index(), name)
+        states = await self._triton.model_states(name)
         if states is None:
             raise ModelNotFound(f"model '{name}' is not in Triton's model repository")
         return states
 
-    async def _require(self, name: str, model_dir: Path) -> dict[int, tuple[str, str]]:
+    async def _require(self, name: str, model_dir: Path) -> ModelStates:
         states = await self._states(name)  # first: loading an unknown model is Triton's opaque INTERNAL
         if not (model_dir / repo.CONFIG_FILENAME).is_file():
             raise RepositoryUnavailable(
@@ -241,7 +273,7 @@ class ModelManager:
                 async with rs.repository_lock(self.repository, self._lock_timeout_s):
                     yield
             except rs.LockTimeout as e:
-                raise ms.Conflict(f"another model operation is in progress: {e}") from None
+                raise Conflict(f"another model operation is in progress: {e}") from None
 
     async def _apply(
         self,
@@ -274,7 +306,7 @@ class ModelManager:
     async def _restore(self, name: str, model_dir: Path, served_before: Sequence[int]) -> None:
         """Triton keeps the old versions when a reload fails; reload them only if it did not."""
         try:
-            if not served_before or ms.ready(await self._states(name)) == sorted(served_before):
+            if not served_before or _ready(await self._states(name)) == sorted(served_before):
                 return
             config = await asyncio.to_thread(repo.read_config, model_dir)
             await self._triton.load_model(name, repo.version_override_json(config, list(served_before)))
@@ -286,7 +318,7 @@ class ModelManager:
         deadline = asyncio.get_running_loop().time() + self._unload_timeout_s
         while True:
             states = await self._states(name)
-            busy = [v for v, (s, _) in states.items() if s in ms.BUSY or (s == "READY" and v not in target)]
+            busy = [v for v, (s, _) in states.items() if s in _BUSY or (s == "READY" and v not in target)]
             if not busy:
                 return
             if asyncio.get_running_loop().time() > deadline:
@@ -300,3 +332,40 @@ class ModelManager:
         """Everywhere: this process, Redis, and (pub/sub) every replica. A replica load that straddles
         it cannot write the old state back to Redis (the cache checks the model's generation)."""
         await self._registry.invalidate(name)
+
+
+_BUSY = ("LOADING", "UNLOADING")
+
+
+def _ready(states: ModelStates) -> list[int]:
+    return sorted(v for v, (s, _) in states.items() if s == "READY")
+
+
+def _listing(
+    name: str, states: ModelStates, config: mc.ModelConfig | None, disk: Sequence[int]
+) -> dict[str, Any]:
+    """{"name", "serving_version", "served", "versions": [{version, state, reason, in_repository,
+    window}]}. Versions are strings, as in Triton's API and /v1/models."""
+    # A version Triton failed to load and that a rollback removed stays in its index: hide it.
+    shown = sorted({*disk, *(v for v, (s, _) in states.items() if s == "READY" or s in _BUSY)})
+    items = []
+    for v in shown:
+        state, reason = states.get(v, ("UNAVAILABLE", "not loaded"))
+        params = repo.processing_params_from_config(config, v) if config is not None else None
+        window = int(params["window"]) if params and "window" in params else None
+        items.append(
+            {
+                "version": str(v),
+                "state": state,
+                "reason": reason,
+                "in_repository": v in disk,
+                "window": window,
+            }
+        )
+    served = [str(v) for v in _ready(states)]
+    return {
+        "name": name,
+        "serving_version": served[-1] if served else None,
+        "served": served,
+        "versions": items,
+    }

@@ -14,7 +14,6 @@ from gateway.cache import MetadataCache
 from gateway.dsp.params import ProcessingParams
 from gateway.errors import ModelNotFound, UpstreamError, UpstreamUnavailable, VersionNotFound
 from gateway.repository import processing_key
-from gateway.services.model_status import states_from_index
 from gateway.triton_client import TritonClient
 
 
@@ -47,7 +46,7 @@ class ModelRegistry:
         return await self._cache.get_or_load(name, lambda: self._load(name))
 
     async def _load(self, name: str) -> dict[str, Any]:
-        states = states_from_index(await self._triton.repository_index(), name)
+        states = await self._triton.model_states(name)
         if states is None:
             raise ModelNotFound(f"model {name!r} is not in the model repository")
         versions = {str(v): state for v, (state, _) in states.items()}

@@ -10,25 +10,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from gateway.errors import Conflict, VersionNotFound
 from gateway.repository import (
-    CARD_FILENAME,
     CONFIG_FILENAME,
     PROCESSING_KEY_PREFIX,
     list_versions,
+    model_lock,
     processing_params_from_config,
     read_config,
     validate_version,
+    write_atomic,
     write_config,
 )
 
@@ -65,31 +66,8 @@ async def repository_lock(repository: Path, timeout_s: float) -> AsyncIterator[N
         os.close(fd)  # releases the lock
 
 
-@contextlib.contextmanager
-def model_dir_lock(model_dir: Path) -> Iterator[None]:
-    """The lock repository.write_version takes: serialises config read-modify-write with exporters."""
-    fd = os.open(model_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def snapshot_config(model_dir: Path) -> bytes:
     return (model_dir / CONFIG_FILENAME).read_bytes()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def policy_versions(config: mc.ModelConfig, on_disk: Sequence[int]) -> list[int]:
@@ -106,7 +84,7 @@ def policy_versions(config: mc.ModelConfig, on_disk: Sequence[int]) -> list[int]
 
 def persist_policy(model_dir: Path, versions: Sequence[int]) -> mc.ModelConfig:
     """Record `versions` as the config's specific version policy; returns the config now on disk."""
-    with model_dir_lock(model_dir):
+    with model_lock(model_dir):
         config = read_config(model_dir)
         config.version_policy.specific.versions[:] = sorted({validate_version(v) for v in versions})
         write_config(model_dir, config)
@@ -115,14 +93,14 @@ def persist_policy(model_dir: Path, versions: Sequence[int]) -> mc.ModelConfig:
 
 def rollback(model_dir: Path, config_snapshot: bytes, version: int | None = None) -> None:
     """Restore config.pbtxt byte for byte and remove the version directory a failed deploy wrote."""
-    with model_dir_lock(model_dir):
+    with model_lock(model_dir):
         if version is not None:
             target = model_dir / str(validate_version(version))
             if target.exists():
                 aside = model_dir / f"{_ROLLBACK_PREFIX}{uuid.uuid4().hex}"
                 os.rename(target, aside)  # atomic: Triton never sees a half-deleted version
                 shutil.rmtree(aside, ignore_errors=True)
-        _atomic_write(model_dir / CONFIG_FILENAME, config_snapshot)
+        write_atomic(model_dir / CONFIG_FILENAME, config_snapshot)
 
 
 def latest_processing(config: mc.ModelConfig) -> dict[str, Any] | None:
@@ -176,10 +154,22 @@ def disk_state(model_dir: Path) -> tuple[mc.ModelConfig | None, list[int]]:
     return read_config(model_dir), list_versions(model_dir)
 
 
-def read_card(model_dir: Path, version: int) -> dict[str, Any] | None:
-    path = model_dir / str(validate_version(version)) / CARD_FILENAME
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return card if isinstance(card, dict) else None
+def fmt_versions(versions: Iterable[int]) -> str:
+    return ", ".join(str(v) for v in versions)
+
+
+def check_loadable(name: str, config: mc.ModelConfig, disk: Sequence[int], target: Sequence[int]) -> None:
+    """Refuse to serve versions that are missing or that the gateway could not preprocess for."""
+    if not target:
+        raise VersionNotFound(f"model '{name}' has no version to load")
+    missing = [v for v in target if v not in disk]
+    if missing:
+        raise VersionNotFound(
+            f"version(s) {fmt_versions(missing)} of model '{name}' are not in the model repository"
+        )
+    no_params = [v for v in target if processing_params_from_config(config, v) is None]
+    if no_params:
+        raise Conflict(
+            f"version(s) {fmt_versions(no_params)} of model '{name}' have no processing parameters "
+            "in config.pbtxt"
+        )

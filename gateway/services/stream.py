@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from gateway.decoding import DetectOptions
 from gateway.errors import UpstreamUnavailable
+from gateway.schemas import DetectOptions
 
 Detect = Callable[[list[np.ndarray], DetectOptions], Awaitable[dict[str, Any]]]
 

@@ -21,6 +21,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from gateway.dsp.params import ProcessingParams
 from gateway.dsp.processing import make_windows, preprocess_batch
 from gateway.errors import InvalidInput, InvalidModel
+from gateway.model_card import model_card
 
 _MAX_REASON_CHARS = 300
 _DRY_RUN_WINDOWS = 2  # batch > 1 also proves the batch axis really is dynamic
@@ -212,3 +213,18 @@ def validate_onnx(
         output_shape=out_shape,
         dry_run=dry,
     )
+
+
+def default_card(name: str, params: ProcessingParams, report: ValidationReport) -> dict[str, Any]:
+    """The card of an upload that came without one: what validation learned, and where it came from."""
+    card = model_card(
+        name=name,
+        window=params.window,
+        total_parameters=report.total_parameters,
+        framework_version=report.producer or "unknown",
+        opset=report.opset,
+        processing=params.to_dict(),
+    )
+    card.update({"mlm:framework": "onnx", "pd:source": "upload", "pd:validation": report.to_dict()})
+    card["description"] = "Uploaded through the gateway's model management API; no training record."
+    return card

@@ -5,17 +5,22 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.embedded import EmbeddedTriton
 from gateway.settings import Settings
+from tests.conftest import _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "pd_unet1d"
@@ -67,6 +72,27 @@ def make_settings(triton_url: str, redis_url: str | None, model_repo: Path, **kw
         LOG_LEVEL="warning",
         **kw,  # type: ignore[arg-type]
     )
+
+
+@contextlib.contextmanager
+def live_server(app: FastAPI) -> Iterator[str]:
+    """`app` served over real HTTP by uvicorn on a free loopback port (a thread of this process)."""
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the gateway did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ import pytest
 import structlog
 
 from gateway import examples as ex
-from gateway.decoding import parse_options
 from gateway.errors import ExampleNotFound
 from gateway.routes.ui import prefers_html, vendor_files
+from gateway.schemas import parse_options
 from gateway.seed000 import log_seed000_env, seed000_env_notes, seed_test_text_body
 from gateway.settings import Settings
 

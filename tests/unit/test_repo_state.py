@@ -56,7 +56,7 @@ def test_latest_processing_and_cards(tmp_path: Path) -> None:
         model_dir, b"onnx", card={"k": 1}, processing=DEFAULT_PARAMS.replace(window=512, hop=384).to_dict()
     )
     assert rs.latest_processing(r.read_config(model_dir))["window"] == 512
-    assert rs.read_card(model_dir, 2)["k"] == 1 and rs.read_card(model_dir, 9) is None
+    assert r.read_model_card(model_dir, 2)["k"] == 1 and r.read_model_card(model_dir, 9) is None
 
 
 async def test_repository_lock_excludes_a_second_holder(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.decoding import DetectOptions
 from gateway.errors import Overloaded
+from gateway.schemas import DetectOptions
 from gateway.services.stream import BlockGeometry, SampleQueue, StreamState, process_ready, retrying
 
 GEOMETRY = BlockGeometry.for_model(block_samples=1000, margin_samples=100, window=64, hop=32)
