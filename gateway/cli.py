@@ -119,6 +119,7 @@ TOOLS: dict[str, Tool] = {
     "evaluate": Tool("export.evaluate", "score a model version on the held-out simulated set"),
     "seed": Tool("gateway.seed", "fill an empty model repository from the shipped one"),
     "bench": Tool("export.bench", "latency and throughput of the gateway side by side (export/bench.py)"),
+    "stream": Tool("gateway.stream_client", "replay a .npy file into WS /v1/stream and print PD events"),
 }
 # Import name -> what to install. The server never needs these; torch first and pinned (CPU build).
 _OPTIONAL = {
