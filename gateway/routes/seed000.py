@@ -19,6 +19,7 @@ from gateway.routes.ui import page_response
 from gateway.schemas import AUTH, UPSTREAM, SeedTestText, error_responses, parse_options
 from gateway.seed000 import seed_test_text_body
 
+ERROR_REF = "#/components/schemas/ErrorResponse"
 router = APIRouter(tags=["seed 000 compatibility"])
 
 
@@ -42,7 +43,14 @@ async def test_text(request: Request, service: InferenceDep, examples: ExamplesD
     return seed_test_text_body(result, example.name, options.profile)
 
 
-@router.get("/test", response_class=HTMLResponse, responses=error_responses((400, 422)))
+@router.get(
+    "/test",
+    response_class=HTMLResponse,
+    # The page is HTML; its errors are the JSON error body (FastAPI would label them text/html).
+    responses={
+        400: {"content": {"application/json": {"schema": {"$ref": ERROR_REF}}}, "description": "bad option"}
+    },
+)
 async def testpage_response(request: Request, examples: ExamplesDep) -> HTMLResponse:
     """Seed 000's visual analysis: the page, on the same data as /test-text, one plot per valid sample
     (raw, filtered and detected regions). `?profile=seed` as for /test-text."""

@@ -58,6 +58,8 @@ def test_openapi_document_is_valid(live_gateway: str) -> None:
             statuses = set(op["responses"])
             assert statuses & {"200", "201", "202"}, (method, path)
             for status in statuses - {"200", "201", "202"}:
+                if status.startswith("3"):  # GET / sends a browser to /ui: a redirect has no body
+                    continue
                 schema = op["responses"][status]["content"]["application/json"]["schema"]
                 if path not in ("/readyz", "/healthz"):  # their 503 carries their own status body
                     assert schema == {"$ref": error_ref}, (method, path, status)
