@@ -13,9 +13,11 @@ span widened by the collar).
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from export.crossgen.generator import REGIMES, CrossSignal, cross_set
 from export.sim.scoring import Accumulator, regions_to_mask
@@ -61,7 +63,8 @@ def evaluate_cross(
         size = 1 if regime == "long" else request_size
         acc = Accumulator(collar)
         hit: dict[str, list[int]] = {}
-        for k in range(0, len(signals), size):
+        starts = range(0, len(signals), size)
+        for k in tqdm(starts, desc=f"cross {regime}", unit="request", disable=not sys.stderr.isatty()):
             group = signals[k : k + size]
             results = run_pipeline([s.signal for s in group], params, infer)
             for sig, res in zip(group, results, strict=True):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from tqdm import tqdm
 
 from export.ceiling import ceilings
 from export.cross_eval import CROSS_SEED, cross_markdown, evaluate_cross
@@ -118,7 +119,8 @@ def predict_model(
 ) -> list[list[tuple[int, int]]]:
     """Regions found by run_pipeline (the gateway's steps), requests of `request_size` signals."""
     preds: list[list[tuple[int, int]]] = [[] for _ in signals]
-    for group in _requests(signals, request_size):
+    groups = _requests(signals, request_size)
+    for group in tqdm(groups, desc="evaluate", unit="request", disable=not sys.stderr.isatty()):
         results = run_pipeline([signals[i].signal for i in group], params, infer)
         for i, res in zip(group, results, strict=True):
             preds[i] = [(r.start, r.end) for r in res.regions] if res.valid else []
