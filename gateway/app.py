@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -82,10 +83,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            await app.state.jobs.close()
-            await app.state.events.close()
-            await cache.close()
+            for step, close in (
+                ("jobs", app.state.jobs.close),
+                ("events", app.state.events.close),
+                ("cache", cache.close),
+            ):
+                await _bounded(step, close)
             log.info("gateway_stopped")
+
+
+_SHUTDOWN_STEP_S = 5.0
+
+
+async def _bounded(step: str, close: Callable[[], Awaitable[None]]) -> None:
+    """One shutdown step with a deadline: a client that will not close must not keep the process up."""
+    try:
+        async with asyncio.timeout(_SHUTDOWN_STEP_S):
+            await close()
+    except TimeoutError:
+        log.warning("shutdown_step_timed_out", step=step, timeout_s=_SHUTDOWN_STEP_S)
 
 
 def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter | None = None) -> FastAPI:

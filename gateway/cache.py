@@ -32,6 +32,7 @@ Loader = Callable[[], Awaitable[dict[str, Any]]]
 _FAILED = object()  # a Redis call failed or was skipped (distinct from a None reply)
 _WARN_EVERY_S = 10.0
 _LISTENER_MAX_BACKOFF_S = 5.0
+_CLOSE_WAIT_S = 3.0  # how long close() waits for the listener to stop
 # SET KEYS[1] = ARGV[1] (PX ARGV[3]) only while the counter KEYS[2] still reads ARGV[2] ("" = never set).
 _SET_IF_GENERATION = """
 if (redis.call('GET', KEYS[2]) or '') == ARGV[2] then
@@ -79,6 +80,7 @@ class MetadataCache:
         self._skip_redis_until = 0.0
         self._last_warning = -_WARN_EVERY_S
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False  # the listener's loops also end on this, not only on cancellation
         self._subscribed = asyncio.Event()
         self._redis: Redis | None = None
         if redis_url:
@@ -168,10 +170,12 @@ class MetadataCache:
     async def close(self) -> None:
         """Stop the listener and close the Redis pool; safe to call twice."""
         listener, self._listener = self._listener, None
+        self._closing = True
         if listener is not None:
             listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            # Bounded: a cancellation swallowed inside the Redis client must not hang shutdown; the flag
+            # ends the loops within one get_message timeout anyway.
+            await asyncio.wait({listener}, timeout=_CLOSE_WAIT_S)
         self._subscribed.clear()
         redis, self._redis = self._redis, None
         if redis is not None:
@@ -266,7 +270,7 @@ class MetadataCache:
         assert self._redis is not None
         backoff = 0.1
         connected_before = False
-        while True:
+        while not self._closing:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await asyncio.wait_for(pubsub.subscribe(self.channel), self._timeout_s * 2)
@@ -277,7 +281,7 @@ class MetadataCache:
                 connected_before = True
                 self._subscribed.set()
                 backoff = 0.1
-                while True:
+                while not self._closing:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if msg is not None and msg.get("type") == "message" and isinstance(msg["data"], str):
                         self.drop_local(msg["data"])

@@ -11,6 +11,7 @@ Over 300 lines on purpose: every Triton call, its channel options and its one er
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -180,7 +181,10 @@ class TritonClient:
         if probe is not None:
             probe.cancel()
         if client is not None:
-            await client.close()
+            # Bounded: shutdown must not hang on a channel that will not close.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.control_timeout_s):
+                    await client.close()
 
     async def __aenter__(self) -> TritonClient:
         return await self.open()

@@ -37,6 +37,7 @@ from gateway.services.stream import retrying
 from gateway.settings import Settings, redis_url
 
 log = structlog.get_logger(__name__)
+_CLOSE_WAIT_S = 3.0  # how long close() waits for the workers and heartbeat to stop
 
 ACTIVE = ("queued", "running")
 
@@ -139,9 +140,8 @@ class JobService:
         unfinished = list(self._jobs)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if self._tasks:  # bounded: a cancellation swallowed in a Redis call must not hang shutdown
+            await asyncio.wait(self._tasks, timeout=_CLOSE_WAIT_S)
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 for job_id in unfinished:
@@ -239,7 +239,7 @@ class JobService:
         """Renew this replica's lease; cancel local jobs that another replica cancelled."""
         redis = self._store()
         lease_ms = int(self._s.JOBS_LEASE_S * 1000)
-        while True:
+        while not self._closing:
             try:
                 await redis.set(lease_key(self.replica), "1", px=lease_ms)
                 running = [j for j in self._jobs.values() if j.task is not None and not j.cancelled]
