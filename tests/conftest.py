@@ -38,25 +38,31 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers_ping(port: int) -> bool:
+def _answers_ping(port: int, password: str | None = None) -> bool:
+    auth = f"AUTH {password}\r\n".encode() if password else b""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(auth + b"PING\r\n")
+            time.sleep(0.05 if password else 0)  # both replies
+            return b"+PONG" in sock.recv(64)
     except OSError:
         return False
 
 
 class RedisServer:
-    """A redis-server child process on a fixed free port; `stop()`/`start()` keep the same URL."""
+    """A redis-server child process on a fixed free port; `stop()`/`start()` keep the same URL.
 
-    def __init__(self) -> None:
+    With `password`, the server requires it (`--requirepass`) and `url` carries it."""
+
+    def __init__(self, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not on PATH: install it (apt-get install redis-server)")
         self._binary = binary
         self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self._dir = tempfile.TemporaryDirectory(prefix="pdgw-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -76,12 +82,13 @@ class RedisServer:
                 "no",
                 "--dir",
                 self._dir.name,
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10.0
-        while not _answers_ping(self.port):
+        while not _answers_ping(self.port, self.password):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail(f"redis-server did not start on port {self.port}")

@@ -7,11 +7,8 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +19,7 @@ import httpx
 import pytest
 
 from gateway.embedded import free_port
+from tests.conftest import RedisServer
 from tests.integration.conftest import copy_repository
 
 STARTUP_S = 180.0
@@ -72,62 +70,6 @@ class Served:
         raise AssertionError("no VmRSS in /proc/<pid>/status")
 
 
-class PasswordRedis:
-    """A throwaway redis-server that requires a password (so REDIS_URL carries one)."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not on PATH: run scripts/system-deps.sh")
-        self.password = "redis-" + secrets.token_hex(12)
-        self.port = free_port()
-        self._dir = tempfile.TemporaryDirectory(prefix="pdgw-chaos-redis-")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self._dir.name,
-                "--requirepass",
-                self.password,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not self._answers():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                pytest.fail("password-protected redis-server did not start")
-            time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
-                time.sleep(0.05)
-                return b"+PONG" in s.recv(64)
-        except OSError:
-            return False
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self._dir.cleanup()
-
-
 def wait_until_ready(served: Served, timeout_s: float = STARTUP_S) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -146,7 +88,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`pd-gateway serve` on a private copy of the model repository; short deadlines so tests stay short."""
     tmp = tmp_path_factory.mktemp("chaos")
     repo = copy_repository(tmp)
-    redis = PasswordRedis()
+    redis = RedisServer(password="redis-" + secrets.token_hex(12))
+    redis.start()
     port = free_port()
     inference_key, operator_key = "inf-" + secrets.token_hex(16), "ops-" + secrets.token_hex(16)
     env = {
