@@ -144,7 +144,7 @@ def prepost_ms(signals: list[np.ndarray], params: ProcessingParams, repeats: int
             t2 = time.thread_time()
             (done,) = finish(prep, probs, params)
             if done is not None:
-                estimate_ac_phase(x)  # the gateway fits it only when a signal has regions: the worst case
+                estimate_ac_phase(x)  # finish fits it only for candidates (none here): the worst case
             times.append((t1 - t0) + (time.thread_time() - t2))
     return {"median_ms": round(1000 * float(np.median(times)), 2), "signals": len(times)}
 

@@ -2,9 +2,10 @@
 
     python -m export.sweep --checkpoint runs/ft2/checkpoint.pt --seed 777 --n-signals 200 --n-vsb-full 4 \
         --profile family --variant threshold=0.5 --variant threshold=0.7,twin_window=8 --out runs/sweep
+    python -m export.sweep --onnx model_repository/pd_unet1d/1/model.onnx ...  (processing: its model card's)
 
 Each --variant is KEY=JSON[,KEY=JSON...] over the model's processing params; only the region stage (threshold,
-region filters, the twin rule) may differ, since the probabilities are computed once. Never run it on the
+region filters, rejection rules) may differ, since the probabilities are computed once. Never run it on the
 held-out or cross-generator sets: they are for the final report only.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import numpy as np
 from export.evaluate import COLLAR, _requests, bucket_keys, heldout_set, ort_infer
 from export.sim.scoring import Accumulator, regions_to_mask
 from gateway.dsp.params import ProcessingParams, parse_overrides
+from gateway.dsp.phase import AcFit, estimate_ac_phase
 from gateway.dsp.processing import preprocess_batch, run_pipeline
 from gateway.dsp.regions import find_region_arrays
 
@@ -31,18 +34,21 @@ REGION_STAGE = {
     "merge_gap",
     "twin_window",
     "twin_ratio",
+    "phase_window",
+    "phase_min_r2",
 }
 
 
 def sweep(signals: list, params: ProcessingParams, infer: Any, variants: list[dict[str, Any]]) -> list[dict]:
     """Per variant: overall P/R/F1, false regions on PD-free signals and on whole 800k signals."""
-    probs: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(signals)
+    probs: list[tuple[np.ndarray, np.ndarray, AcFit | None] | None] = [None] * len(signals)
     for group in _requests(signals, 8):
         batch = [signals[i].signal for i in group]
         results = run_pipeline(batch, params, infer, keep_probability=True)
         pre, _ = preprocess_batch(batch, params)
         for i, res, x in zip(group, results, pre, strict=True):
-            probs[i] = (res.probability, x) if res.valid and res.probability is not None else None
+            if res.valid and res.probability is not None:
+                probs[i] = (res.probability, x, estimate_ac_phase(signals[i].signal))
     rows = []
     for changes in variants:
         if set(changes) - REGION_STAGE:
@@ -53,7 +59,7 @@ def sweep(signals: list, params: ProcessingParams, infer: Any, variants: list[di
             if pr is None:
                 pred: list[tuple[int, int]] = []
             else:
-                r = find_region_arrays(pr[0], pr[1], p)
+                r = find_region_arrays(pr[0], pr[1], p, pr[2])
                 pred = list(zip(r.start.tolist(), r.end.tolist(), strict=True))
             n = sim.signal.size
             acc.add(bucket_keys(sim), sim.events, pred, sim.mask, regions_to_mask(pred, n))
@@ -70,8 +76,10 @@ def sweep(signals: list, params: ProcessingParams, infer: Any, variants: list[di
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.sweep", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p = argparse.ArgumentParser(prog="pd-gateway sweep", description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path)
+    src.add_argument("--onnx", type=Path, help="an exported model.onnx; its processing from model_card.json")
     p.add_argument("--set", action="append", metavar="KEY=JSON", help="override one processing param")
     p.add_argument("--variant", action="append", required=True, help="KEY=JSON[,KEY=JSON...]")
     p.add_argument("--seed", type=int, default=777)
@@ -83,14 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.seed == 20261123:
         raise SystemExit("that is the held-out seed: sweep on validation only")
-    from export.export_onnx import to_onnx_bytes  # torch only here
-    from export.model import load_checkpoint
+    if args.onnx is not None:
+        card = json.loads((args.onnx.parent / "model_card.json").read_text())
+        params = ProcessingParams.from_dict(card["pd:processing"])
+        onnx_bytes = args.onnx.read_bytes()
+    else:
+        from export.export_onnx import to_onnx_bytes  # torch only here
+        from export.model import load_checkpoint
 
-    model, meta = load_checkpoint(args.checkpoint)
-    params = ProcessingParams.from_dict(meta["processing"]).replace(**parse_overrides(args.set or []))
-    infer = ort_infer(to_onnx_bytes(model, params.window, 17), args.threads)
+        model, meta = load_checkpoint(args.checkpoint)
+        params = ProcessingParams.from_dict(meta["processing"])
+        onnx_bytes = to_onnx_bytes(model, params.window, 17)
+    params = params.replace(**parse_overrides(args.set or []))
+    infer = ort_infer(onnx_bytes, args.threads)
     signals = heldout_set(args.n_signals, args.n_vsb_full, args.seed, args.profile)
-    variants = [parse_overrides(v.split(",")) for v in args.variant]
+    # KEY=JSON items split at commas that start the next KEY= (a JSON list has commas of its own)
+    variants = [parse_overrides(re.split(r",(?=[a-z_0-9]+=)", v)) for v in args.variant]
     rows = sweep(signals, params, infer, variants)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps({"argv": argv or sys.argv[1:], "rows": rows}, indent=2))

@@ -117,6 +117,10 @@ TOOLS: dict[str, Tool] = {
     "train": Tool("export.train", "train the U-Net on simulated signals (seeded, resumable, progress bar)"),
     "export": Tool("export.export_onnx", "export a checkpoint to ONNX as a model version (parity-checked)"),
     "evaluate": Tool("export.evaluate", "score a model version on the held-out simulated set"),
+    "sweep": Tool("export.sweep", "score region-stage variants (threshold, rejection rules) on validation"),
+    "retune": Tool(
+        "export.retune", "change a version's region stage without new weights (recorded in its card)"
+    ),
     "seed": Tool("gateway.seed", "fill an empty model repository from the shipped one"),
     "bench": Tool("export.bench", "latency and throughput of the gateway side by side (export/bench.py)"),
     "stream": Tool("gateway.stream_client", "replay a .npy file into WS /v1/stream and print PD events"),

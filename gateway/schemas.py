@@ -61,6 +61,11 @@ class DetectOptions(BaseModel):
     include_preprocessed: bool = Field(
         False, description="add the preprocessed trace (what the model saw) to each result; the page plots it"
     )
+    include_rejected: bool = Field(
+        False,
+        description="add the candidate regions the version's interference-rejection rules dropped "
+        "(an opposite-polarity twin, a peak outside the PD phase window), each with its reason",
+    )
     profile: Literal["model", "seed"] = Field(
         "model", description="`model`: the version's own processing; `seed`: seed 000's"
     )
@@ -169,6 +174,13 @@ class Region(BaseModel):
     duration_us: float | None = Field(None, description="only with sampling_rate_hz")
 
 
+class RejectedRegion(Region):
+    reason: Literal["twin", "phase"] = Field(
+        description="twin: a near-equal opposite-polarity pulse within the version's twin_window (a pair); "
+        "phase: the peak lies outside the version's PD phase window"
+    )
+
+
 class SignalStats(BaseModel):
     max_amplitude: float
     mean_amplitude: float
@@ -193,6 +205,7 @@ class SignalResult(BaseModel):
     regions_truncated: bool
     probability: list[float] | None = Field(None, description="only with include_probability")
     preprocessed: list[float] | None = Field(None, description="only with include_preprocessed")
+    rejected: list[RejectedRegion] | None = Field(None, description="only with include_rejected")
 
 
 class DetectResponse(BaseModel):

@@ -53,6 +53,13 @@ class ProcessingParams:
         samples of its peak (either side), the preprocessed signal reaches the opposite polarity at
         >= `twin_ratio` times the peak's |value| -- the near-equal inverted twin of an opposite-polarity
         pair. 0 = off (the default, so versions without it are unchanged).
+    phase_window / phase_min_r2 (interference rejection, issue 11): [lo, hi) AC phase in degrees, and the
+        same window half a cycle later, where a PD region's peak must lie; a region peaking elsewhere is
+        rejected. PD fires on the rising quarters of the AC (0-90 and 180-270 deg, see pd-domain.md in
+        ../shared/docs), while pairs, trains and impulsive noise come at any phase. Applied only when the
+        raw signal's AC fit (gateway.dsp.phase) explains at least `phase_min_r2` of its variance over 0.9 of
+        a cycle or more (gateway.dsp.regions.phase_fit_usable); otherwise (no AC in the signal, too short a
+        piece of it) every region is kept. None = off (the default).
     screen_peak: window screening (None = off): a window whose max |preprocessed| is below this is not
         sent to the model and gets probability 0. Calibrated per model version on simulator signals
         (`python -m export.screening`) as the smallest window peak at which the model was ever seen to
@@ -81,9 +88,13 @@ class ProcessingParams:
     # interference rejection rule (issue 11)
     twin_window: int = 0
     twin_ratio: float = 0.8
+    phase_window: tuple[float, float] | None = None
+    phase_min_r2: float = 0.9
     screen_peak: float | None = None  # window screening (export.screening)
 
     def __post_init__(self) -> None:
+        if isinstance(self.phase_window, list):  # JSON has no tuples
+            object.__setattr__(self, "phase_window", tuple(self.phase_window))
         problems = _type_problems(self)
         if problems:  # the range checks below assume the right types
             raise ValueError("; ".join(problems))
@@ -117,6 +128,12 @@ class ProcessingParams:
             problems.append("threshold must be in (0, 1)")
         if self.twin_window < 0 or not 0.0 < self.twin_ratio <= 1.0:
             problems.append("twin_window must be >= 0 and twin_ratio in (0, 1]")
+        if self.phase_window is not None:
+            lo, hi = self.phase_window
+            if not (-180.0 <= lo < hi <= 360.0 and hi - lo < 180.0):
+                problems.append("phase_window must be [lo, hi] deg, -180 <= lo < hi <= 360 and hi - lo < 180")
+        if not 0.0 <= self.phase_min_r2 <= 1.0:
+            problems.append("phase_min_r2 must be in [0, 1]")
         if self.valid_threshold < 0 or self.min_region_samples < 1 or self.merge_gap < 0:
             problems.append("valid_threshold, merge_gap must be >= 0 and min_region_samples >= 1")
         if problems:
@@ -156,6 +173,12 @@ def _type_problems(params: ProcessingParams) -> list[str]:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif f.name == "normalisation":
             ok = isinstance(value, str)
+        elif f.name == "phase_window":
+            ok = value is None or (
+                isinstance(value, tuple)
+                and len(value) == 2
+                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            )
         else:  # floats, most of them optional
             ok = (value is None and "None" in str(f.type)) or (
                 isinstance(value, int | float) and not isinstance(value, bool)

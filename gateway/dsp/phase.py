@@ -19,6 +19,7 @@ class AcFit:
     phase0_rad: float
     amplitude: float
     r2: float
+    period_known: bool = False  # samples_per_cycle was given (fs / power frequency), not estimated
 
     def phase_deg(self, index: int | np.ndarray) -> float | np.ndarray:
         """AC phase at sample `index`, degrees in [0, 360); 0 deg = rising zero crossing."""
@@ -109,6 +110,7 @@ def estimate_ac_phase(
     var = float(np.var(y))
     if var == 0:
         return None
+    period_known = samples_per_cycle is not None
     if samples_per_cycle is None:
         samples_per_cycle = _search_period(x)
         if samples_per_cycle is None:
@@ -121,4 +123,4 @@ def estimate_ac_phase(
     if r2 < min_r2:
         return None
     a, b = float(coef[0]), float(coef[1])  # a*sin(w) + b*cos(w) = A*sin(w + phi)
-    return AcFit(float(samples_per_cycle), math.atan2(b, a), math.hypot(a, b), r2)
+    return AcFit(float(samples_per_cycle), math.atan2(b, a), math.hypot(a, b), r2, period_known)

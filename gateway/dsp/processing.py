@@ -2,7 +2,7 @@
 
 The flow for a batch of signals is two stages around the model, shared by every driver::
 
-    prepare (preprocess_batch, make_windows, screening) -> model -> finish (stitch, find_regions)
+    prepare (preprocess_batch, make_windows, screening) -> model -> finish (stitch, regions, AC fit, rules)
 
 `run_pipeline` drives them with an in-process `infer` (evaluation, export checks, the bench); the gateway's
 InferenceService drives the same two functions with Triton in between, so both are equal by construction.
@@ -25,7 +25,8 @@ from scipy.signal import butter, filtfilt
 
 from gateway.dsp.carriers import remove_carriers
 from gateway.dsp.params import ProcessingParams
-from gateway.dsp.regions import Region, RegionArrays, find_region_arrays
+from gateway.dsp.phase import AcFit, estimate_ac_phase
+from gateway.dsp.regions import Region, RegionArrays, candidate_regions, split_regions
 
 
 @dataclass(frozen=True)
@@ -234,14 +235,34 @@ class SignalResult:
     regions: list[Region] = field(default_factory=list)
     n_windows: int = 0
     probability: np.ndarray | None = None
+    fit: AcFit | None = None
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What `finish` found in one valid signal."""
+
+    prob: np.ndarray  # stitched probability per sample
+    regions: RegionArrays  # the PD regions
+    rejected: RegionArrays  # candidates the rejection rules dropped (gateway.dsp.regions.split_regions)
+    reasons: np.ndarray  # per rejected region, its code in gateway.dsp.regions.REJECT_REASONS
+    fit: AcFit | None  # the raw signal's AC sinusoid; fitted only when there are candidates
 
 
 def postprocess(
-    probs: np.ndarray, x_pre: np.ndarray, params: ProcessingParams
-) -> tuple[np.ndarray, RegionArrays]:
-    """Stitch one signal's window probabilities ([n_windows, 1, W] or [n_windows, W]) and find regions."""
+    probs: np.ndarray,
+    x_pre: np.ndarray,
+    params: ProcessingParams,
+    raw: np.ndarray | None = None,
+    samples_per_cycle: float | None = None,
+) -> Detection:
+    """Stitch one signal's window probabilities ([n_windows, 1, W] or [n_windows, W]), find candidate
+    regions, fit the AC of the `raw` signal when there are any, and apply the rejection rules."""
     prob = stitch(probs.reshape(-1, params.window), x_pre.size, params)
-    return prob, find_region_arrays(prob, x_pre, params)
+    candidates = candidate_regions(prob, x_pre, params)
+    fit = estimate_ac_phase(raw, samples_per_cycle) if raw is not None and len(candidates) else None
+    kept, rejected, reasons = split_regions(candidates, x_pre, params, fit)
+    return Detection(prob, kept, rejected, reasons, fit)
 
 
 def window_peaks(windows: np.ndarray) -> np.ndarray:
@@ -255,6 +276,7 @@ def window_peaks(windows: np.ndarray) -> np.ndarray:
 class Prepared:
     """A request after `prepare`: what goes to the model (`batch`) and what `finish` needs back."""
 
+    raw: Sequence[np.ndarray]  # the signals as given (the AC fit reads them)
     pre: list[np.ndarray]  # preprocessed float32 signals
     valid: np.ndarray  # bool per signal; invalid ones have no windows
     n_windows: list[int]  # windows per signal, skipped ones included
@@ -293,20 +315,21 @@ def prepare(signals: Sequence[np.ndarray], params: ProcessingParams) -> Prepared
         batch = np.concatenate(parts)[:, None, :]
     else:
         batch = np.zeros((0, 1, params.window), np.float32)
-    return Prepared(pre, valid, n_windows, sent, batch)
+    return Prepared(signals, pre, valid, n_windows, sent, batch)
 
 
 def finish(
-    prep: Prepared, probs: np.ndarray, params: ProcessingParams
-) -> list[tuple[np.ndarray, RegionArrays] | None]:
-    """Per signal (None if invalid): stitched probability and regions, from the model's output for
-    `prep.batch` ([n_sent, 1, W] or [n_sent, W]); screened-out windows count as probability 0."""
+    prep: Prepared, probs: np.ndarray, params: ProcessingParams, samples_per_cycle: float | None = None
+) -> list[Detection | None]:
+    """Per signal (None if invalid): its `Detection`, from the model's output for `prep.batch`
+    ([n_sent, 1, W] or [n_sent, W]); screened-out windows count as probability 0. `samples_per_cycle`
+    (fs / power frequency), when known, fixes the AC period of the phase fit."""
     probs = probs.reshape(-1, params.window)
     if len(probs) != prep.n_sent:
         raise ValueError(f"expected {prep.n_sent} windows of probabilities, got {len(probs)}")
-    out: list[tuple[np.ndarray, RegionArrays] | None] = []
+    out: list[Detection | None] = []
     offset = 0
-    for x, ok, n, keep in zip(prep.pre, prep.valid, prep.n_windows, prep.sent, strict=True):
+    for raw, x, ok, n, keep in zip(prep.raw, prep.pre, prep.valid, prep.n_windows, prep.sent, strict=True):
         if not ok:
             out.append(None)
             continue
@@ -316,7 +339,7 @@ def finish(
             mine = np.zeros((n, params.window), np.float32)
             mine[keep] = probs[offset : offset + keep.size]
         offset += n if keep is None else keep.size
-        out.append(postprocess(mine, x, params))
+        out.append(postprocess(mine, x, params, raw, samples_per_cycle))
     return out
 
 
@@ -345,6 +368,9 @@ def run_pipeline(
         if done is None:
             results.append(SignalResult(valid=False, stats=stats))
             continue
-        prob, regions = done
-        results.append(SignalResult(True, stats, regions.to_list(), n, prob if keep_probability else None))
+        results.append(
+            SignalResult(
+                True, stats, done.regions.to_list(), n, done.prob if keep_probability else None, done.fit
+            )
+        )
     return results

@@ -19,9 +19,9 @@ import numpy as np
 
 from gateway import metrics
 from gateway.dsp.params import ProcessingParams
-from gateway.dsp.phase import AcFit, estimate_ac_phase
+from gateway.dsp.phase import AcFit
 from gateway.dsp.processing import Prepared, finish, prepare, signal_stats
-from gateway.dsp.regions import RegionArrays
+from gateway.dsp.regions import REJECT_REASONS, RegionArrays
 from gateway.errors import ModelNotFound, VersionNotFound
 from gateway.schemas import DetectOptions
 from gateway.services.models import ModelRegistry, ModelVersion
@@ -126,7 +126,7 @@ class InferenceService:
 
         t0 = time.perf_counter()
         results = await _cpu(
-            total_samples, self._finish, signals, prep, probs, params, options, self.max_regions_per_signal
+            total_samples, self._finish, prep, probs, params, options, self.max_regions_per_signal
         )
         postprocess_ms = _ms(t0)
 
@@ -154,7 +154,6 @@ class InferenceService:
 
     @staticmethod
     def _finish(
-        signals: Sequence[np.ndarray],
         prep: Prepared,
         probs: np.ndarray,
         params: ProcessingParams,
@@ -162,8 +161,8 @@ class InferenceService:
         max_regions: int,
     ) -> list[dict[str, Any]]:
         out = []
-        done_all = finish(prep, probs, params)
-        for i, (raw, x, done) in enumerate(zip(signals, prep.pre, done_all, strict=True)):
+        done_all = finish(prep, probs, params, options.samples_per_cycle)
+        for i, (x, done) in enumerate(zip(prep.pre, done_all, strict=True)):
             stats = signal_stats(x)
             item: dict[str, Any] = {
                 "sample_index": i,
@@ -180,8 +179,7 @@ class InferenceService:
                 "regions_truncated": False,
             }
             if done is not None:
-                prob, regions = done
-                fit = estimate_ac_phase(raw, options.samples_per_cycle) if regions else None
+                regions, fit = done.regions, done.fit
                 item["regions"] = regions_json(regions, fit, options.sampling_rate_hz, max_regions)
                 item["num_regions_detected"] = len(regions)  # all of them, even past the cap
                 item["regions_truncated"] = len(regions) > max_regions
@@ -192,9 +190,14 @@ class InferenceService:
                         "r2": fit.r2,
                         "phase0_deg": round(float(np.degrees(fit.phase0_rad)) % 360.0, 4),
                     }
+                if options.include_rejected:
+                    rejected = regions_json(done.rejected, fit, options.sampling_rate_hz, max_regions)
+                    for r, code in zip(rejected, done.reasons.tolist(), strict=False):
+                        r["reason"] = REJECT_REASONS[code]
+                    item["rejected"] = rejected
                 if options.include_probability:
                     # float64 first: a rounded float32 prints as 0.0012300000526 (2.5x the JSON)
-                    item["probability"] = np.round(prob.astype(np.float64), 5).tolist()
+                    item["probability"] = np.round(done.prob.astype(np.float64), 5).tolist()
             if options.include_preprocessed:  # opt-in, for the page (/ui): what the model saw
                 item["preprocessed"] = np.round(x.astype(np.float64), 6).tolist()
             out.append(item)

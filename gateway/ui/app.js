@@ -9,6 +9,7 @@ const MAX_ROWS = 2000; // rows in the regions table (downloads hold all)
 const SLOW_MS = 8000; // after this long without an answer the status says so
 const TIMEOUT_MS = 300000;
 const REGION_FILL = "rgba(220, 38, 38, 0.22)";
+const REJECTED_FILL = "rgba(87, 96, 106, 0.16)"; // candidates the version's rejection rules dropped
 const COLORS = ["#0b5cad", "#d1242f", "#1a7f37", "#8250df", "#bc4c00", "#0a7b83", "#bf3989", "#57606a"];
 
 const state = {
@@ -238,7 +239,7 @@ function useSignals(signals, body, contentType, source) {
 
 // ---------------------------------------------------------------- detect
 function detectQuery() {
-  const q = new URLSearchParams({ include_probability: "true", include_preprocessed: "true" });
+  const q = new URLSearchParams({ include_probability: "true", include_preprocessed: "true", include_rejected: "true" });
   const add = (key, id) => { const v = $(id).value.trim(); if (v) q.set(key, v); };
   add("model", "model"); add("version", "version"); add("profile", "profile");
   add("threshold", "threshold"); add("sampling_rate_hz", "fs"); add("power_frequency_hz", "pf");
@@ -303,10 +304,10 @@ function traces(p, lo, hi) {
   return out;
 }
 
-function regionShapes(regions) {
+function regionShapes(regions, fill = REGION_FILL, dash = null) {
   return regions.slice(0, MAX_SHAPES).map((r) => ({
     type: "rect", xref: "x", yref: "paper", x0: r.start - 0.5, x1: r.end - 0.5, y0: 0, y1: 1,
-    fillcolor: REGION_FILL, line: { width: 0 }, layer: "below",
+    fillcolor: fill, line: dash ? { width: 1, dash, color: "#57606a" } : { width: 0 }, layer: "below",
   }));
 }
 
@@ -319,6 +320,7 @@ function plotSignal(container, r) {
   const head = document.createElement("h3");
   head.innerHTML = `Signal ${i} — ${r.n_samples.toLocaleString()} samples — ` +
     (r.valid ? `${r.num_regions_detected} PD region(s)` : `<span class="bad">not valid (no detection)</span>`) +
+    (r.rejected && r.rejected.length ? ` — ${r.rejected.length} rejected as interference (grey, dashed: ${rejectedReasons(r.rejected)})` : "") +
     (r.ac ? ` — AC fit: ${fmt(r.ac.samples_per_cycle)} samples/cycle, R² ${fmt(r.ac.r2, 3)}` : "") +
     (r.regions_truncated ? " — regions truncated by the gateway" : "");
   const div = document.createElement("div");
@@ -335,10 +337,12 @@ function plotSignal(container, r) {
   for (let k = 0; k < raw.length; k += stride, m++) mean += Number(raw[k]) - (r.ac ? acCurve([k], r.ac, 0)[0] : 0);
   const p = {
     div, raw, pre: r.preprocessed || new Float64Array(raw.length), prob: r.probability || new Float64Array(raw.length),
-    ac: r.ac, rawMean: mean / m, shapes: regionShapes(r.regions), n: raw.length, busy: false,
+    ac: r.ac, rawMean: mean / m, n: raw.length, busy: false,
+    shapes: [...regionShapes(r.regions), ...regionShapes(r.rejected || [], REJECTED_FILL, "dot")],
   };
   state.plots.set(i, p);
-  div.dataset.regionsDrawn = String(p.shapes.length);
+  div.dataset.regionsDrawn = String(Math.min(r.regions.length, MAX_SHAPES));
+  div.dataset.rejectedDrawn = String(Math.min((r.rejected || []).length, MAX_SHAPES));
   const layout = {
     margin: { l: 60, r: 20, t: 10, b: 40 }, showlegend: true, legend: { orientation: "h", y: -0.12 },
     xaxis: { title: { text: "sample" }, range: [0, p.n - 1], anchor: "y3" },
@@ -368,10 +372,23 @@ function redecimate(p, ev) {
   p.div.dataset.visibleRange = `${Math.round(lo)}-${Math.round(hi)}`;
 }
 
+function rejectedReasons(rejected) {
+  const counts = {};
+  for (const g of rejected) counts[g.reason] = (counts[g.reason] || 0) + 1;
+  return Object.entries(counts).map(([k, v]) => `${v} ${k === "phase" ? "outside the PD phase window" : "opposite-polarity twin"}`).join(", ");
+}
+
 function plotPrpd(results) {
   const traceList = [];
   let maxAmp = 0, shown = 0, noPhase = 0;
   const bySignal = new Map();
+  const rejected = { x: [], y: [], text: [] };
+  for (const r of results) {
+    for (const g of r.rejected || []) {
+      if (g.phase_deg === null || g.phase_deg === undefined) continue;
+      rejected.x.push(g.phase_deg); rejected.y.push(g.peak_amplitude); rejected.text.push(`signal ${r.sample_index}: ${g.reason}`);
+    }
+  }
   for (const r of results) {
     for (const g of r.regions) {
       if (g.phase_deg === null || g.phase_deg === undefined) { noPhase++; continue; }
@@ -388,9 +405,14 @@ function plotPrpd(results) {
   for (const [idx, s] of bySignal) {
     traceList.push({ x: s.x, y: s.y, name: `signal ${idx}`, mode: "markers", type: "scatter", marker: { size: 7, color: COLORS[c++ % COLORS.length], opacity: 0.8 } });
   }
+  if (rejected.x.length) {
+    traceList.push({ ...rejected, name: "rejected (interference)", mode: "markers", type: "scatter", hoverinfo: "x+y+text", marker: { size: 7, symbol: "x-thin-open", color: "#57606a", opacity: 0.7 } });
+  }
   const div = $("prpd");
   div.dataset.points = String(shown);
-  $("prpd-note").textContent = `${shown} region(s) plotted` + (noPhase ? `; ${noPhase} without an AC phase (no sinusoid fitted: give the sampling rate) are not shown` : "");
+  div.dataset.rejected = String(rejected.x.length);
+  $("prpd-note").textContent = `${shown} region(s) plotted` +
+    (rejected.x.length ? `; ${rejected.x.length} rejected candidate(s) as grey ×` : "") + (noPhase ? `; ${noPhase} without an AC phase (no sinusoid fitted: give the sampling rate) are not shown` : "");
   Plotly.newPlot(div, traceList, {
     margin: { l: 60, r: 20, t: 10, b: 45 }, hovermode: "closest",
     xaxis: { title: { text: "AC phase (°)" }, range: [0, 360], dtick: 45 },

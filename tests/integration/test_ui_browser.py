@@ -128,13 +128,21 @@ def _api(base: str, data: bytes, **params: str) -> dict[str, Any]:
     return resp.json()
 
 
-def _drawn(pg: Any) -> dict[int, tuple[int, int]]:
-    """Per plotted signal: (regions the page says it drew, region rectangles in the plot's SVG)."""
+def _drawn(pg: Any) -> dict[int, tuple[int, int, int]]:
+    """Per plotted signal: (regions and rejected candidates the page says it drew, rectangles in the SVG)."""
     rows = pg.evaluate(
         """() => [...document.querySelectorAll('.signal .plot')].map(d => [Number(d.id.slice(5)),
-            Number(d.dataset.regionsDrawn), d.querySelectorAll('.shapelayer path').length])"""
+            Number(d.dataset.regionsDrawn), Number(d.dataset.rejectedDrawn),
+            d.querySelectorAll('.shapelayer path').length])"""
     )
-    return {i: (n, svg) for i, n, svg in rows}
+    return {i: (n, rej, svg) for i, n, rej, svg in rows}
+
+
+def _expected(result: dict[str, Any]) -> tuple[int, int, int]:
+    """What the page must draw for one API result (asked with include_rejected): its regions, then its
+    rejected candidates in grey, one rectangle each."""
+    n, rej = result["num_regions_detected"], len(result.get("rejected") or [])
+    return n, rej, n + rej
 
 
 def test_seed_file_regions_and_prpd_equal_the_api(
@@ -145,16 +153,20 @@ def test_seed_file_regions_and_prpd_equal_the_api(
     page.set_input_files("#file", str(seed_data_path()))
     page.wait_for_selector(DONE, timeout=240_000)
     assert "error" not in page.get_attribute("#status", "class"), page.inner_text("#status")
-    api = _api(live_gateway, seed_data_path().read_bytes(), include_probability="true")
+    api = _api(
+        live_gateway, seed_data_path().read_bytes(), include_probability="true", include_rejected="true"
+    )
 
     drawn = _drawn(page)
     assert sorted(drawn) == [r["sample_index"] for r in api["results"]]
     for r in api["results"]:
-        assert drawn[r["sample_index"]] == (r["num_regions_detected"], r["num_regions_detected"])
+        assert drawn[r["sample_index"]] == _expected(r)
     with_phase = sum(g["phase_deg"] is not None for r in api["results"] for g in r["regions"])
+    rejected = sum(g["phase_deg"] is not None for r in api["results"] for g in r["rejected"] or [])
     assert with_phase > 0
     assert page.get_attribute("#prpd", "data-points") == str(with_phase)
-    assert page.locator("#prpd .scatterlayer .trace .points path").count() == with_phase
+    assert page.get_attribute("#prpd", "data-rejected") == str(rejected)
+    assert page.locator("#prpd .scatterlayer .trace .points path").count() == with_phase + rejected
     assert page.locator("#regions tbody tr").count() == api["total_regions"]
     _shot(page, "ui-seed-file.png")
 
@@ -176,8 +188,10 @@ def test_csv_and_ragged_json_uploads_equal_the_api(page: Any, live_gateway: str,
     (tmp_path / "ragged.json").write_text(json.dumps(ragged))
     buf = io.BytesIO()
     np.save(buf, rows)
-    expected_csv = _api(live_gateway, buf.getvalue())
-    expected_json = httpx.post(f"{live_gateway}/v1/detect", json=ragged, timeout=300).json()
+    expected_csv = _api(live_gateway, buf.getvalue(), include_rejected="true")
+    expected_json = httpx.post(
+        f"{live_gateway}/v1/detect", json={**ragged, "include_rejected": True}, timeout=300
+    ).json()
     page.goto(f"{live_gateway}/ui")
     page.wait_for_selector("#example option[value='seed-regime']", state="attached")
     for name, expected in (("three.csv", expected_csv), ("ragged.json", expected_json)):
@@ -185,9 +199,7 @@ def test_csv_and_ragged_json_uploads_equal_the_api(page: Any, live_gateway: str,
         page.set_input_files("#file", str(tmp_path / name))
         page.wait_for_selector(DONE, timeout=240_000)
         assert "error" not in page.get_attribute("#status", "class"), page.inner_text("#status")
-        assert _drawn(page) == {
-            r["sample_index"]: (r["num_regions_detected"],) * 2 for r in expected["results"]
-        }
+        assert _drawn(page) == {r["sample_index"]: _expected(r) for r in expected["results"]}
 
 
 def test_800k_example_draws_decimated_and_zooms_to_full_resolution(page: Any, live_gateway: str) -> None:
@@ -197,10 +209,10 @@ def test_800k_example_draws_decimated_and_zooms_to_full_resolution(page: Any, li
     page.wait_for_selector(DONE, timeout=300_000)
     assert "error" not in page.get_attribute("#status", "class"), page.inner_text("#status")
     raw = httpx.get(f"{live_gateway}/v1/examples/vsb-800k", timeout=60).content
-    api = _api(live_gateway, raw, sampling_rate_hz="40e6")
+    api = _api(live_gateway, raw, sampling_rate_hz="40e6", include_rejected="true")
     (result,) = api["results"]
     assert result["n_samples"] == 800_000 and result["num_regions_detected"] > 0
-    assert _drawn(page)[0] == (result["num_regions_detected"],) * 2
+    assert _drawn(page)[0] == _expected(result)
     assert page.evaluate("() => document.getElementById('plot-0').data[0].x.length") <= 3000
 
     region = result["regions"][len(result["regions"]) // 2]
@@ -254,8 +266,9 @@ def test_test_page_has_one_plot_per_valid_sample(page: Any, live_gateway: str) -
         assert "error" not in page.get_attribute("#status", "class"), page.inner_text("#status")
         drawn = _drawn(page)
         assert sorted(drawn) == [r["sample_index"] for r in expected["results"]]
-        for r in expected["results"]:
-            assert drawn[r["sample_index"]] == (r["num_regions_detected"],) * 2
+        for r in expected["results"]:  # /test-text lists no rejected candidates; the page draws them too
+            n, rejected, rectangles = drawn[r["sample_index"]]
+            assert n == r["num_regions_detected"] and rectangles == n + rejected
         assert page.locator(".signal .plot .main-svg").count() >= len(drawn)
     _shot(page, "test-page.png", f"#signal-{expected['results'][0]['sample_index']}")
 

@@ -29,7 +29,9 @@ def test_screened_windows_are_not_sent_and_count_as_zero() -> None:
     np.testing.assert_array_equal(keep, np.flatnonzero(peaks >= screen))
     np.testing.assert_array_equal(prep.batch, full.batch[keep])
     probs = np.ones((prep.n_sent, 1, params.window), np.float32)
-    ((prob, _),) = finish(prep, probs, params)
+    (done,) = finish(prep, probs, params)
+    assert done is not None
+    prob = done.prob
     assert prob.max() == 1.0 and prob.min() == 0.0  # sent windows vote 1, skipped ones 0
     with pytest.raises(ValueError, match="windows of probabilities"):
         finish(prep, probs[1:], params)
