@@ -106,6 +106,47 @@ def test_json_and_binary_bodies_agree(client: TestClient) -> None:
         assert r["phase_deg"] is None or 0.0 <= r["phase_deg"] < 360.0
 
 
+def _pulses_at_phases(degrees: list[float]) -> np.ndarray:
+    """Seed-like 7,920 samples (AC 7e5, period 3,334 from 0 deg, noise 500) with a clean PD-shaped pulse
+    (40x the noise, the half-cycle's polarity) peaking at each AC phase in `degrees`."""
+    from export.sim.waveforms import damped
+
+    n, period = 7920, 3334.0
+    x = 7e5 * np.sin(2 * np.pi * np.arange(n) / period) + 500 * np.random.default_rng(0).standard_normal(n)
+    wave, k = damped(4.0, 1.0, 0.0, 0.3)
+    for deg in degrees:
+        at = round(deg / 360 * period) - k
+        x[at : at + wave.size] += (1 if deg % 360 < 180 else -1) * 2e4 * wave
+    return x
+
+
+def test_version_phase_rule_and_include_rejected(
+    client: TestClient, model_repo: Path, reference_infer
+) -> None:
+    """The shipped version keeps PD peaks in the rising AC quarters only; include_rejected shows the rest,
+    with reason "phase" -- the same answer as the offline pipeline."""
+    assert version_params(model_repo).phase_window == (0, 90)
+    x = _pulses_at_phases([45, 135, 225, 315, 405, 495])
+    plain = client.post("/v1/detect", content=npy_bytes(x), headers=NPY)
+    shown = client.post("/v1/detect?include_rejected=true", content=npy_bytes(x), headers=NPY)
+    assert plain.status_code == shown.status_code == 200, shown.text
+    (a,), (b,) = plain.json()["results"], shown.json()["results"]
+    kept = [round(r["phase_deg"]) for r in a["regions"]]
+    assert kept == [45, 225, 45] and a.get("rejected") is None
+    assert b["regions"] == a["regions"] and a["ac"]["r2"] > 0.99
+    assert [(round(r["phase_deg"]), r["reason"]) for r in b["rejected"]] == [
+        (135, "phase"),
+        (315, "phase"),
+        (135, "phase"),
+    ]
+    # the version's rule off (an offline run of the same weights): all six are regions
+    off = version_params(model_repo).replace(phase_window=None)
+    (ref,) = run_pipeline([x], off, reference_infer)
+    assert sorted([r.peak_index for r in ref.regions]) == sorted(
+        r["peak_index"] for r in a["regions"] + b["rejected"]
+    )
+
+
 def test_request_id_echoed_and_metrics(client: TestClient) -> None:
     resp = client.post("/v1/detect", json={"signal": [0.0, 1.0, 0.5]}, headers={"X-Request-ID": "abc-123"})
     assert resp.headers["X-Request-ID"] == "abc-123"
