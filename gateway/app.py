@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
 
 from gateway import __version__
 from gateway.apikeys import KeyRing, load_api_keys
@@ -47,49 +48,51 @@ log = structlog.get_logger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     cache = MetadataCache.from_settings(settings)
-    async with (
-        tracing(app),  # first: the Triton channel is made inside it
-        TritonClient.from_settings(settings) as triton,
-        RateLimiter.from_settings(settings) as limiter,
-        watch_api_keys(app, settings),
-    ):
-        app.state.limiter = limiter
-        await cache.start_listener()
-        registry = ModelRegistry(triton, cache, settings.DEFAULT_MODEL)
-        app.state.triton = triton
-        app.state.cache = cache
-        app.state.registry = registry
-        app.state.inference = InferenceService(triton, registry, settings.MAX_REGIONS_PER_SIGNAL)
-        manager = ModelManager(
-            triton,
-            registry,
-            settings.MODEL_REPOSITORY,
-            unload_timeout_s=settings.MODEL_UNLOAD_TIMEOUT_S,
-            # Long enough for another replica's load (its deadline) plus its settling wait.
-            lock_timeout_s=settings.TRITON_STARTUP_TIMEOUT_S + settings.MODEL_UNLOAD_TIMEOUT_S,
-        )
-        app.state.manager = manager
-        app.state.events = EventPublisher.from_settings(settings)
-        app.state.jobs = JobService.from_settings(settings, app.state.inference)
-        await app.state.jobs.start()
-        log.info(
-            "gateway_started",
-            triton=triton.url,
-            redis=cache.redis_enabled,
-            default_model=settings.DEFAULT_MODEL,
-            rate_limit=settings.RATE_LIMIT or "off",
-            tracing=app.state.tracer_provider is not None,
-        )
-        try:
-            yield
-        finally:
-            for step, close in (
-                ("jobs", app.state.jobs.close),
-                ("events", app.state.events.close),
-                ("cache", cache.close),
-            ):
-                await _bounded(step, close)
-            log.info("gateway_stopped")
+    # OpenBLAS threads, process-wide while the app serves (restored on exit)
+    with threadpool_limits(limits=settings.BLAS_THREADS, user_api="blas"):
+        async with (
+            tracing(app),  # first: the Triton channel is made inside it
+            TritonClient.from_settings(settings) as triton,
+            RateLimiter.from_settings(settings) as limiter,
+            watch_api_keys(app, settings),
+        ):
+            app.state.limiter = limiter
+            await cache.start_listener()
+            registry = ModelRegistry(triton, cache, settings.DEFAULT_MODEL)
+            app.state.triton = triton
+            app.state.cache = cache
+            app.state.registry = registry
+            app.state.inference = InferenceService(triton, registry, settings.MAX_REGIONS_PER_SIGNAL)
+            manager = ModelManager(
+                triton,
+                registry,
+                settings.MODEL_REPOSITORY,
+                unload_timeout_s=settings.MODEL_UNLOAD_TIMEOUT_S,
+                # Long enough for another replica's load (its deadline) plus its settling wait.
+                lock_timeout_s=settings.TRITON_STARTUP_TIMEOUT_S + settings.MODEL_UNLOAD_TIMEOUT_S,
+            )
+            app.state.manager = manager
+            app.state.events = EventPublisher.from_settings(settings)
+            app.state.jobs = JobService.from_settings(settings, app.state.inference)
+            await app.state.jobs.start()
+            log.info(
+                "gateway_started",
+                triton=triton.url,
+                redis=cache.redis_enabled,
+                default_model=settings.DEFAULT_MODEL,
+                rate_limit=settings.RATE_LIMIT or "off",
+                tracing=app.state.tracer_provider is not None,
+            )
+            try:
+                yield
+            finally:
+                for step, close in (
+                    ("jobs", app.state.jobs.close),
+                    ("events", app.state.events.close),
+                    ("cache", cache.close),
+                ):
+                    await _bounded(step, close)
+                log.info("gateway_stopped")
 
 
 _SHUTDOWN_STEP_S = 5.0

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     MAX_TOTAL_SAMPLES: PositiveInt = 8_000_000  # summed over the signals of one request
     MAX_SIGNALS_PER_REQUEST: PositiveInt = 64
     MAX_REGIONS_PER_SIGNAL: PositiveInt = 10_000  # regions listed per signal; the count is always exact
+    # OpenBLAS threads of the gateway process (threadpoolctl, set in the lifespan): its numpy work is many
+    # small calls per request (the AC fit's least squares), which extra BLAS threads only make contend
+    BLAS_THREADS: PositiveInt = 1
     MAX_BODY_BYTES: PositiveInt = 64 * 1024 * 1024
     MAX_UPLOAD_BYTES: PositiveInt = 512 * 1024 * 1024  # a model upload (multipart body) to /versions
 

@@ -214,3 +214,24 @@ def test_body_over_limit_is_413(triton, redis_url: str, model_repo: Path) -> Non
         )
         assert resp.status_code == 413
         assert resp.json()["error"]["code"] == "payload_too_large"
+
+
+def test_blas_threads_are_limited_while_the_app_serves(triton, redis_url: str, model_repo: Path) -> None:
+    """BLAS_THREADS holds the process's OpenBLAS threads while the app is up and gives them back at exit."""
+    from threadpoolctl import threadpool_info
+
+    from gateway.app import create_app
+    from tests.integration.conftest import make_settings
+
+    def blas() -> list[int]:
+        return [int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas()
+    assert before, "numpy's OpenBLAS is not visible to threadpoolctl"
+    target = 2 if before == [1] * len(before) else 1
+    with TestClient(
+        create_app(make_settings(triton.grpc_url, redis_url, model_repo, BLAS_THREADS=target))
+    ) as c:
+        assert blas() == [target] * len(before)
+        assert c.post("/v1/detect", json={"signal": simulated(7920, 1).tolist()}).status_code == 200
+    assert blas() == before
