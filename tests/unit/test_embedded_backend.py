@@ -78,7 +78,11 @@ def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         "max_batch_size": 8,
         "input": [{"name": "signal", "data_type": "TYPE_FP32", "dims": ["1", "-1"]}],
         "output": [{"name": "probability", "data_type": "TYPE_FP32", "dims": ["1", "-1"]}],
-        "parameters": {"intra_op_thread_count": {"string_value": "1"}},
+        "parameters": {
+            "intra_op_thread_count": {"string_value": "1"},
+            "session.intra_op.allow_spinning": {"string_value": "0"},
+            "pd_processing.v1": {"string_value": "{}"},  # not an ORT session entry: ignored
+        },
         "optimization": {"graph": {"level": 1}},
     }
     args = {"model_repository": str(tmp_path), "model_version": "1", "model_name": "m"}
@@ -93,7 +97,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def test_options_from_config(model: Any) -> None:
-    assert model.session.get_session_options().intra_op_num_threads == 1
+    options = model.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert model.session.get_providers() == ["CPUExecutionProvider"]
     assert (model.input_name, model.ort_input) == ("signal", "x")
 

@@ -72,6 +72,7 @@ def test_config_parses_as_triton_model_config(tmp_path: Path) -> None:
     assert [(g.kind, g.count) for g in parsed.instance_group] == [(mc.ModelInstanceGroup.KIND_CPU, 1)]
     assert parsed.parameters["intra_op_thread_count"].string_value == "2"
     assert "inter_op_thread_count" not in parsed.parameters
+    assert parsed.parameters["session.intra_op.allow_spinning"].string_value == "0"  # the default: sleep
     assert r.processing_params_from_config(parsed, 1) == SEED_PARAMS.to_dict()
     assert r.processing_params_from_config(parsed, 2) == DEFAULT_PARAMS.to_dict()
     assert r.processing_params_from_config(parsed, 3) is None

@@ -57,6 +57,12 @@ def _session_options(config: dict[str, Any]) -> ort.SessionOptions:
         options.intra_op_num_threads = int(intra)
     if inter is not None:
         options.inter_op_num_threads = int(inter)
+    # ORT session config entries given as parameters ("session.intra_op.allow_spinning": "0" lets idle
+    # intra-op threads sleep instead of spin-waiting for work, which on a small CPU takes cores from the
+    # gateway between batches); the native backend ignores parameters it does not know.
+    for key, value in config.get("parameters", {}).items():
+        if key.startswith("session.") and value.get("string_value") not in (None, ""):
+            options.add_session_config_entry(key, value["string_value"])
     level = int(config.get("optimization", {}).get("graph", {}).get("level", 0) or 0)
     options.graph_optimization_level = _GRAPH_LEVELS.get(level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     return options
