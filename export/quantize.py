@@ -1,7 +1,9 @@
 """INT8 static quantisation (ONNX Runtime, QDQ) of a PD model, calibrated on simulator windows, and its
-measurement against FP32: speed (windows/s, in process, side by side) and event F1 on the held-out set.
+measurement against FP32: speed (windows/s, in process, side by side) and event F1 on the held-out set
+and, with --cross, on the cross-generator set (evaluation only).
 
-    python -m export.quantize --repo model_repository --name pd_unet1d --version 1 --out reports/int8
+    python -m export.quantize --repo model_repository --name pd_unet1d --version 1 --cross 300,48 \
+        --out reports/int8
 
 `export_onnx --int8` uses `quantize_int8` to write a quantised version. Ship one only if it pays: the
 report says whether it is faster on this machine and what it costs in F1.
@@ -21,6 +23,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+from export.cross_eval import CROSS_SEED, evaluate_cross
 from export.evaluate import HELDOUT_SEED, evaluate, heldout_set, ort_infer
 from export.sim.simulator import make_dataset
 from gateway import repository
@@ -86,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-vsb-full", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=5.0, help="per speed measurement")
+    p.add_argument("--cross", metavar="N_SHORT,N_LONG", help="also F1 on the cross-generator set")
     p.add_argument("--out", type=Path, help="writes <out>.json")
     args = p.parse_args(argv)
     model_dir = repository.model_path(args.repo, args.name)
@@ -104,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         res = evaluate(sims, params, ort_infer(model, args.threads), seed_params=False, baseline=False)
         report[f"f1_{label}"] = round(res["detectors"]["model"]["all"]["f1"], 4)
     report["heldout_signals"] = len(sims)
+    if args.cross:
+        n_short, n_long = (int(v) for v in args.cross.split(","))
+        for label, model in (("fp32", fp32), ("int8", int8)):
+            cross = evaluate_cross(params, ort_infer(model, args.threads), n_short, n_long, seed=CROSS_SEED)
+            scores = {r: cross[r]["scores"]["all"] for r in ("short", "long") if r in cross}
+            report[f"cross_{label}"] = {
+                r: {k: round(s[k], 4) for k in ("precision", "recall", "f1")} for r, s in scores.items()
+            }
+        report["cross_signals"] = {"short": n_short, "long": n_long, "seed": CROSS_SEED}
     report["onnx_bytes"] = {"fp32": len(fp32), "int8": len(int8)}
     print(json.dumps(report, indent=2))
     if args.out:
