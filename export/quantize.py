@@ -1,9 +1,11 @@
 """INT8 static quantisation (ONNX Runtime, QDQ) of a PD model, calibrated on simulator windows, and its
-measurement against FP32: speed (windows/s, in process, side by side) and event F1 on the held-out set
-and, with --cross, on the cross-generator set (evaluation only).
+measurement against FP32: speed (windows/s, in process, side by side) and event F1 on the held-out set.
 
-    python -m export.quantize --repo model_repository --name pd_unet1d --version 1 --cross 300,48 \
-        --out reports/int8
+    python -m export.quantize --repo model_repository --name pd_unet1d --version 1 --out reports/int8 \
+        --save-int8 runs/int8.onnx
+    python -m export.evaluate --onnx runs/int8.onnx --processing <params JSON> --cross 300,48 ...
+
+The cross-generator set is scored by export.evaluate only (this calibrating module never imports it).
 
 `export_onnx --int8` uses `quantize_int8` to write a quantised version. Ship one only if it pays: the
 report says whether it is faster on this machine and what it costs in F1.
@@ -23,7 +25,6 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from export.cross_eval import CROSS_SEED, evaluate_cross
 from export.evaluate import HELDOUT_SEED, evaluate, heldout_set, ort_infer
 from export.sim.simulator import make_dataset
 from gateway import repository
@@ -89,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-vsb-full", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=5.0, help="per speed measurement")
-    p.add_argument("--cross", metavar="N_SHORT,N_LONG", help="also F1 on the cross-generator set")
     p.add_argument("--out", type=Path, help="writes <out>.json")
+    p.add_argument("--save-int8", type=Path, help="also write the quantised model here (for export.evaluate)")
     args = p.parse_args(argv)
     model_dir = repository.model_path(args.repo, args.name)
     version = args.version or max(repository.list_versions(model_dir))
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     fp32 = (model_dir / str(version) / repository.MODEL_FILENAME).read_bytes()
     int8 = quantize_int8(fp32, calibration_windows(params))
+    if args.save_int8:
+        args.save_int8.parent.mkdir(parents=True, exist_ok=True)
+        args.save_int8.write_bytes(int8)
     windows = calibration_windows(params, 8, seed=1)
     report: dict[str, Any] = {"model": f"{args.name} version {version}", "threads": args.threads}
     for label, model in (("fp32", fp32), ("int8", int8), ("fp32_again", fp32)):  # fp32 twice: drift check
@@ -108,15 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         res = evaluate(sims, params, ort_infer(model, args.threads), seed_params=False, baseline=False)
         report[f"f1_{label}"] = round(res["detectors"]["model"]["all"]["f1"], 4)
     report["heldout_signals"] = len(sims)
-    if args.cross:
-        n_short, n_long = (int(v) for v in args.cross.split(","))
-        for label, model in (("fp32", fp32), ("int8", int8)):
-            cross = evaluate_cross(params, ort_infer(model, args.threads), n_short, n_long, seed=CROSS_SEED)
-            scores = {r: cross[r]["scores"]["all"] for r in ("short", "long") if r in cross}
-            report[f"cross_{label}"] = {
-                r: {k: round(s[k], 4) for k in ("precision", "recall", "f1")} for r, s in scores.items()
-            }
-        report["cross_signals"] = {"short": n_short, "long": n_long, "seed": CROSS_SEED}
     report["onnx_bytes"] = {"fp32": len(fp32), "int8": len(int8)}
     print(json.dumps(report, indent=2))
     if args.out:
