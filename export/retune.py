@@ -45,10 +45,10 @@ def retune(
         if current is None or card is None:
             raise ValueError(f"{name} v{version} has no processing params or no model card")
         params = ProcessingParams.from_dict(current).replace(**changes)
-        repository.set_version_processing(config, version, params.to_dict())
-        card["pd:processing"] = params.to_dict()
-        history = card.get("pd:retuned") if isinstance(card.get("pd:retuned"), list) else []
         new = params.to_dict()
+        repository.set_version_processing(config, version, new)
+        card["pd:processing"] = new
+        history = card.get("pd:retuned") if isinstance(card.get("pd:retuned"), list) else []
         history.append(
             {
                 "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -62,7 +62,7 @@ def retune(
             card["pd:metrics"] = metrics
         repository.write_config(model_dir, config)
         card_path = model_dir / str(version) / repository.CARD_FILENAME
-        repository.write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+        repository.write_atomic(card_path, repository.model_card_bytes(card))
     return params
 
 

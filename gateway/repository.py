@@ -244,6 +244,11 @@ def read_model_card(model_dir: str | Path, version: int) -> dict[str, Any] | Non
     return card if isinstance(card, dict) else None
 
 
+def model_card_bytes(card: Mapping[str, Any]) -> bytes:
+    """A model card as written to model_card.json (indented, sorted keys, final newline)."""
+    return (json.dumps(card, indent=2, sort_keys=True) + "\n").encode()
+
+
 def _write_bytes(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
@@ -305,7 +310,7 @@ def _stage_version(tmp: Path, onnx: bytes | str | Path, card: Mapping[str, Any],
     _write_bytes(tmp / MODEL_FILENAME, data)
     artifact = {"file": MODEL_FILENAME, "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     full_card = {**card, "pd:version": version, "pd:artifact": artifact}
-    _write_bytes(tmp / CARD_FILENAME, (json.dumps(full_card, indent=2, sort_keys=True) + "\n").encode())
+    _write_bytes(tmp / CARD_FILENAME, model_card_bytes(full_card))
     _fsync_dir(tmp)
 
 

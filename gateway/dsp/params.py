@@ -58,8 +58,9 @@ class ProcessingParams:
         rejected. PD fires on the rising quarters of the AC (0-90 and 180-270 deg, see pd-domain.md in
         ../shared/docs), while pairs, trains and impulsive noise come at any phase. Applied only when the
         raw signal's AC fit (gateway.dsp.phase) explains at least `phase_min_r2` of its variance over 0.9 of
-        a cycle or more (gateway.dsp.regions.phase_fit_usable); otherwise (no AC in the signal, too short a
-        piece of it) every region is kept. None = off (the default).
+        a cycle or more, a quarter of one when the request gives the period (gateway.dsp.regions.
+        phase_fit_usable); otherwise (no AC in the signal, too short a piece of it) every region is kept.
+        None = off (the default).
     screen_peak: window screening (None = off): a window whose max |preprocessed| is below this is not
         sent to the model and gets probability 0. Calibrated per model version on simulator signals
         (`python -m export.screening`) as the smallest window peak at which the model was ever seen to

@@ -388,8 +388,6 @@ function plotPrpd(results) {
       if (g.phase_deg === null || g.phase_deg === undefined) continue;
       rejected.x.push(g.phase_deg); rejected.y.push(g.peak_amplitude); rejected.text.push(`signal ${r.sample_index}: ${g.reason}`);
     }
-  }
-  for (const r of results) {
     for (const g of r.regions) {
       if (g.phase_deg === null || g.phase_deg === undefined) { noPhase++; continue; }
       if (!bySignal.has(r.sample_index)) bySignal.set(r.sample_index, { x: [], y: [] });
