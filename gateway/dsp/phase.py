@@ -28,41 +28,57 @@ class AcFit:
         return float(deg) if np.ndim(deg) == 0 else deg
 
 
-def _sin_cos(omega: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """sin and cos of omega[k] * idx[m] for evenly spaced idx, as [k, m] arrays: a block's phases times
-    each block's start phase (one complex product per element instead of two transcendental calls)."""
-    m = idx.size
-    step = float(idx[1] - idx[0]) if m > 1 else 1.0
-    block = _TRIG_BLOCK
+def _geometric(omega: np.ndarray, t0: float, step: float, m: int) -> np.ndarray:
+    """sum_{j<m} exp(i omega (t0 + j step)) per omega, in closed form (direct where the ratio is ~1)."""
+    q = np.exp(1j * omega * step)
+    near_one = np.abs(1.0 - q) < 1e-6
+    safe = np.where(near_one, 0.5, q)
+    series = np.where(near_one, m, (1.0 - safe**m) / (1.0 - safe))
+    return np.exp(1j * omega * t0) * series
+
+
+def _projections(omega: np.ndarray, t0: float, step: float, y: np.ndarray) -> np.ndarray:
+    """sum_j y[j] exp(i omega (t0 + j step)) per omega, with no [k, m] matrix: y cut into rows of
+    _TRIG_BLOCK samples, (block phases) @ rows, then each row's start phase."""
+    m, block = y.size, _TRIG_BLOCK
     rows = -(-m // block)
-    inner = np.exp(1j * omega[:, None] * (idx[0] + step * np.arange(block)))[:, None, :]
-    outer = np.exp(1j * omega[:, None] * (step * block * np.arange(rows)))[:, :, None]
-    z = (outer * inner).reshape(omega.size, rows * block)[:, :m]
-    return np.ascontiguousarray(z.imag), np.ascontiguousarray(z.real)
+    padded = np.zeros(rows * block)
+    padded[:m] = y
+    inner = np.exp(1j * omega[:, None] * (t0 + step * np.arange(block)))  # [k, block]
+    outer = np.exp(1j * omega[:, None] * (step * block * np.arange(rows)))  # [k, rows]
+    return np.einsum("kr,kr->k", outer, inner @ padded.reshape(rows, block).T)
 
 
 def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least squares y ~ a*sin(w) + b*cos(w) + c for every candidate period at once.
+    """Least squares y ~ a*sin(w) + b*cos(w) + c for every candidate period at once, on evenly spaced idx.
 
-    Normal equations per candidate (3x3, a tiny ridge keeps sub-cycle periods solvable); returns the
-    coefficients [k, 3] and the residual variances [k].
+    Normal equations per candidate (3x3, a tiny ridge keeps sub-cycle periods solvable); the sums of
+    sin, cos and their products are geometric series in closed form, and sin @ y, cos @ y come from one
+    blocked product, so no [k, m] sin/cos matrix is built. Returns the coefficients [k, 3] and the
+    residual variances [k].
     """
-    sin, cos = _sin_cos(2.0 * math.pi / periods, idx)
-    m = float(idx.size)
-    s1, c1 = sin.sum(1), cos.sum(1)
-    sc = np.einsum("km,km->k", sin, cos)
+    m = idx.size
+    t0 = float(idx[0])
+    step = float(idx[1] - idx[0]) if m > 1 else 1.0
+    omega = 2.0 * math.pi / periods
+    e1 = _geometric(omega, t0, step, m)  # sum exp(i w t): cos + i sin
+    e2 = _geometric(2.0 * omega, t0, step, m)  # sum exp(2i w t): cos^2 - sin^2 + 2i sin cos
+    proj = _projections(omega, t0, step, y)
+    s1, c1 = e1.imag, e1.real
+    ss, cc, sc = 0.5 * (m - e2.real), 0.5 * (m + e2.real), 0.5 * e2.imag
+    mf = float(m)
     gram = np.empty((periods.size, 3, 3))
-    gram[:, 0] = np.stack([np.einsum("km,km->k", sin, sin), sc, s1], axis=-1)
-    gram[:, 1] = np.stack([sc, np.einsum("km,km->k", cos, cos), c1], axis=-1)
-    gram[:, 2] = np.stack([s1, c1, np.full_like(s1, m)], axis=-1)
-    gram += np.eye(3) * (1e-9 * m)
-    rhs = np.stack([sin @ y, cos @ y, np.full_like(s1, y.sum())], axis=-1)
+    gram[:, 0] = np.stack([ss, sc, s1], axis=-1)
+    gram[:, 1] = np.stack([sc, cc, c1], axis=-1)
+    gram[:, 2] = np.stack([s1, c1, np.full_like(s1, mf)], axis=-1)
+    gram += np.eye(3) * (1e-9 * mf)
+    rhs = np.stack([proj.imag, proj.real, np.full_like(s1, y.sum())], axis=-1)
     coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
     # The residual's variance from the normal equations: no [k, m] residual matrix.
-    gram -= np.eye(3) * (1e-9 * m)
+    gram -= np.eye(3) * (1e-9 * mf)
     rss = float(y @ y) - 2.0 * np.einsum("ki,ki->k", coef, rhs) + np.einsum("ki,kij,kj->k", coef, gram, coef)
-    mean = rhs[:, 2] / m - np.einsum("ki,ki->k", coef, gram[:, 2]) / m
-    return coef, np.maximum(rss / m - mean**2, 0.0)
+    mean = rhs[:, 2] / mf - np.einsum("ki,ki->k", coef, gram[:, 2]) / mf
+    return coef, np.maximum(rss / mf - mean**2, 0.0)
 
 
 def _search_period(x: np.ndarray) -> float | None:

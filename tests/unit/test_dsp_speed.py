@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-
 from scipy.fft import prev_fast_len, rfft
 
 from export.sim.simulator import random_config, simulate
@@ -19,6 +18,7 @@ from gateway.dsp.carriers import (
     _above_floor,
     remove_carriers,
 )
+from gateway.dsp.phase import _fit_sinusoids
 from gateway.dsp.processing import _highpass, exact_median
 from tests.unit import dsp_golden
 
@@ -120,3 +120,23 @@ def test_carriers_found_in_float32_are_the_float64_ones(regime: str) -> None:
         np.testing.assert_allclose(
             remove_carriers(x, params.carrier_threshold), want, rtol=0, atol=1e-5 * np.std(want)
         )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_closed_form_sinusoid_fit_is_least_squares(seed: int) -> None:
+    """The AC fit's normal equations from geometric series and blocked projections give np.linalg.lstsq's
+    coefficients and residual variance, for every candidate period, sub-cycle ones included."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(200, 900_000))
+    step = max(1, n // int(rng.choice([1024, 8192])))
+    idx = np.arange(int(rng.integers(0, step)), n, step, dtype=np.float64)
+    y = rng.normal(size=idx.size) + 5.0 * np.sin(2.0 * np.pi * idx / rng.uniform(50.0, 3.0 * n) + 1.0)
+    periods = n / np.linspace(0.3, rng.uniform(2.0, 30.0), 9)
+    coef, resid_var = _fit_sinusoids(idx, y, periods)
+    for k, period in enumerate(periods):
+        w = 2.0 * np.pi * idx / period
+        design = np.stack([np.sin(w), np.cos(w), np.ones_like(w)], axis=1)
+        want, *_ = np.linalg.lstsq(design, y, rcond=None)
+        resid = y - design @ want
+        np.testing.assert_allclose(coef[k], want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+        np.testing.assert_allclose(resid_var[k], np.var(resid), rtol=1e-6)
