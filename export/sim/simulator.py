@@ -4,8 +4,9 @@ A signal is the sum of an AC sinusoid, PD pulses, white noise, discrete spectral
 interference (opposite-polarity pairs and pulse trains). Only PD pulses are labelled in `mask`.
 Two interference profiles (`random_config(profile=...)`): "short" (the held-out set's, unchanged: pairs and
 trains of very short pulses) and "family" (training: pairs, bipolar impulses, trains and impulsive bursts
-built from the PD pulse family itself, plus domain randomisation: a third pulse model, baseline wander and
-int8 re-quantisation of whole signals; export.sim.interference).
+built from the PD pulse family itself, plus domain randomisation: two more pulse models (Gaussian bumps,
+Gaussian-windowed oscillations), baseline wander and int8 re-quantisation of whole signals;
+export.sim.interference).
 Everything is drawn from `np.random.default_rng(seed)`: the same config and seed give bit-identical output.
 
 Conventions
@@ -58,7 +59,7 @@ class Pulse:
     end: int
     peak_index: int
     amplitude: float
-    kind: str  # "exp" | "osc"
+    kind: str  # "exp" | "osc" | "gauss" | "gabor" (waveforms.PD_KINDS)
     phase_deg: float
 
 
@@ -105,6 +106,7 @@ class SimConfig:
     bipolar_count: int = 0
     impulsive_count: int = 0
     gauss_fraction: float = 0.0  # probability that a PD pulse is a Gaussian bump
+    gabor_fraction: float = 0.0  # probability that a PD pulse is a Gaussian-windowed oscillation
     wander_amplitude: float = 0.0  # slow baseline drift, signal units
     requantize_peak: float | None = None  # round the whole signal to integers with this max |value|
 
@@ -200,6 +202,8 @@ def _place_pd(rng: np.random.Generator, cfg: SimConfig, pd: np.ndarray) -> tuple
         kind = "osc" if rng.random() < cfg.osc_fraction else "exp"
         if cfg.gauss_fraction > 0 and rng.random() < cfg.gauss_fraction:
             kind = "gauss"
+        if cfg.gabor_fraction > 0 and rng.random() < cfg.gabor_fraction:
+            kind = "gabor"
         wave, k = pd_waveform(rng, kind)
         mag = cfg.pd_amplitude * float(np.clip(rng.lognormal(0.0, 0.35), 0.3, 3.0))
         a = None
@@ -380,6 +384,7 @@ def random_config(
             "bipolar_count": int(rng.integers(1, 6 if long_signal else 3)) if "bipolar" in kinds else 0,
             "impulsive_count": int(rng.integers(1, 6 if long_signal else 3)) if "impulsive" in kinds else 0,
             "gauss_fraction": float(rng.uniform(0.0, 0.4)),
+            "gabor_fraction": float(rng.uniform(0.0, 0.4)),
             "wander_amplitude": float(ac_amp * rng.uniform(0.01, 0.3)) if rng.random() < 0.5 else 0.0,
             "requantize_peak": float(rng.uniform(30.0, 127.0))
             if not quantize and rng.random() < 0.2

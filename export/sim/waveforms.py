@@ -1,4 +1,5 @@
-"""Pulse shapes for the simulator: PD pulses (damped exponential / damped oscillatory) and the non-PD
+"""Pulse shapes for the simulator: PD pulses (damped exponential / damped oscillatory, and for domain
+randomisation a Gaussian bump and a Gaussian-windowed oscillation) and the non-PD
 interference a threshold detector mistakes for PD (opposite-polarity pairs, pulse trains).
 
 Every shape is a unit-peak numpy array; times are in samples.
@@ -35,9 +36,14 @@ def is_free(a: int, b: int, taken: list[tuple[int, int]], gap: int) -> bool:
     return all(b + gap <= s or a >= e + gap for s, e in taken)
 
 
-#: PD pulse models: damped exponential, damped oscillatory, Gaussian bump ("gauss": simulator profile
-#: "family" only, for domain randomisation).
-PD_KINDS = ("exp", "osc", "gauss")
+#: PD pulse models: damped exponential, damped oscillatory, Gaussian bump and Gaussian-windowed oscillation
+#: ("gauss", "gabor": simulator profile "family" only, for domain randomisation).
+PD_KINDS = ("exp", "osc", "gauss", "gabor")
+#: A "gabor" pulse's largest opposite-polarity excursion is at most this fraction of its peak: a symmetric
+#: bipolar impulse of Gaussian shape (a Gaussian pulse and its inverted copy, i.e. a Gaussian derivative) is
+#: interference (pd-domain.md; export.sim.interference.bipolar), and the labels must not say both. (A damped
+#: oscillatory "osc" pulse may ring near-symmetrically, but it starts sharply and decays exponentially.)
+MAX_OPPOSITE_LOBE = 0.7
 
 
 def gauss_bump(sigma: float, offset: float) -> tuple[np.ndarray, int]:
@@ -49,8 +55,34 @@ def gauss_bump(sigma: float, offset: float) -> tuple[np.ndarray, int]:
     return wave / wave[k], k
 
 
+def opposite_lobe(wave: np.ndarray, k: int) -> float:
+    """The largest excursion of `wave` opposite in sign to wave[k], as a fraction of |wave[k]|."""
+    return float(np.max(-np.sign(wave[k]) * wave, initial=0.0) / abs(wave[k]))
+
+
+def gabor(rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A Gaussian-windowed oscillation exp(-t^2 / 2 sigma^2) cos(2 pi f t + phi), sigma 0.8-6 samples, up to
+    a quarter cycle per sigma, any phase: a family that holds the Gaussian bump, Mexican-hat-like pulses with
+    side lobes of either sign and short wave packets. Phases that make it symmetric bipolar (an opposite lobe
+    over MAX_OPPOSITE_LOBE of the peak) are drawn again; after 20 tries the cosine phase (phi = 0) is used."""
+    sigma = log_uniform(rng, 0.8, 6.0)
+    freq = rng.uniform(0.0, 0.25) / sigma
+    half = math.ceil(4.0 * sigma) + 1
+    t = np.arange(2 * half + 2) - (half + rng.random())
+    envelope = np.exp(-0.5 * (t / sigma) ** 2)
+    for attempt in range(21):
+        phi = rng.uniform(0.0, 2.0 * np.pi) if attempt < 20 else 0.0
+        wave = envelope * np.cos(2.0 * np.pi * freq * t + phi)
+        k = int(np.argmax(np.abs(wave)))
+        if opposite_lobe(wave, k) <= MAX_OPPOSITE_LOBE:
+            break
+    return wave / wave[k], k
+
+
 def pd_waveform(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, int]:
     """Unit PD pulse, tau in samples: supports of a few to a few tens of samples."""
+    if kind == "gabor":
+        return gabor(rng)
     if kind == "gauss":
         return gauss_bump(log_uniform(rng, 0.6, 6.0), rng.random())
     if kind == "osc":

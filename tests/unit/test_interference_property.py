@@ -4,38 +4,15 @@ version's own processing params; pairs at 2-8x the PD amplitude, PD-like shapes 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from export.sim.interference import family_pair, family_train
 from export.sim.scoring import match_events
 from export.sim.simulator import SimConfig, simulate
-from gateway import repository
-from gateway.dsp.params import ProcessingParams
-from gateway.dsp.processing import run_pipeline
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "pd_unet1d"
 COLLAR = 10
 CLEARANCE = 80  # samples between an injected event and any PD pulse or region
-
-
-@pytest.fixture(scope="module")
-def detect():  # type: ignore[no-untyped-def]
-    data = repository.processing_params_from_config(repository.read_config(MODEL_DIR), 1)
-    assert data is not None
-    params = ProcessingParams.from_dict(data)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(MODEL_DIR / "1" / "model.onnx"), opts)
-
-    def run(x: np.ndarray) -> list[tuple[int, int]]:
-        (res,) = run_pipeline([x], params, lambda w: session.run(None, {"signal": w})[0])
-        return [(r.start, r.end) for r in res.regions]
-
-    return run
 
 
 def _base(seed: int):  # type: ignore[no-untyped-def]
@@ -84,12 +61,12 @@ def _check(detect, seed: int, kind: str) -> None:  # type: ignore[no-untyped-def
 
 KNOWN_LOSS = pytest.mark.xfail(
     strict=True,
-    reason="v1 puts a region on one of these pairs (in the PD phase window): 7-8 % of cross-generator pairs "
-    "still get one (docs/model.md)",
+    reason="v1 puts a region on one of these pairs (in the PD phase window). Over seeds 11-40 the pairs of 5 "
+    "seeds fire (the previous weights: 4) and the trains of 1 (previous: 3); docs/model.md",
 )
 
 
-@pytest.mark.parametrize("seed", [11, pytest.param(12, marks=KNOWN_LOSS), 13])
+@pytest.mark.parametrize("seed", [11, 12, 13, pytest.param(24, marks=KNOWN_LOSS)])
 def test_pairs_add_no_region_and_remove_no_true_one(detect, seed: int) -> None:  # type: ignore[no-untyped-def]
     _check(detect, seed, "pair")
 

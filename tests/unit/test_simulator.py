@@ -11,6 +11,7 @@ from scipy.signal import find_peaks
 
 from export.sim import simulator as sim
 from export.sim.scoring import regions_to_mask
+from export.sim.waveforms import MAX_OPPOSITE_LOBE, PD_KINDS, opposite_lobe, pd_waveform
 
 
 def _config(**changes: object) -> sim.SimConfig:
@@ -183,3 +184,18 @@ def test_custom_phase_windows_may_wrap_through_zero() -> None:
     assert len(s.pulses) == 12
     assert all(p.phase_deg >= 270 or p.phase_deg < 110 for p in s.pulses)
     assert any(p.phase_deg >= 270 for p in s.pulses) and any(p.phase_deg < 110 for p in s.pulses)
+
+
+def test_family_profile_draws_every_pd_model_and_no_gabor_pulse_is_symmetric_bipolar() -> None:
+    family = sim.make_dataset(40, seed=3, profile="family")
+    assert {p.kind for s in family for p in s.pulses} == set(PD_KINDS)
+    rng = np.random.default_rng(0)
+    lobes = []
+    for _ in range(300):
+        wave, k = pd_waveform(rng, "gabor")
+        assert wave[k] == 1.0 and np.abs(wave).max() == 1.0
+        lobes.append(opposite_lobe(wave, k))
+    assert max(lobes) <= MAX_OPPOSITE_LOBE  # a Gaussian derivative (equal lobes) is interference, not PD
+    assert np.mean(np.array(lobes) > 0.2) > 0.3  # but side lobes of the other polarity are common
+    # the "short" profile (held-out and validation sets) has neither Gaussian bumps nor gabor pulses
+    assert {p.kind for s in sim.make_dataset(40, seed=3) for p in s.pulses} == {"exp", "osc"}

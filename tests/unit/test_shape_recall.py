@@ -1,0 +1,22 @@
+"""export.shape_recall: recall per pulse shape, from the own simulator only, with the simulator restored."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from export import shape_recall
+from export.sim import simulator, waveforms
+from gateway.dsp.params import DEFAULT_PARAMS
+
+
+def test_every_shape_gets_a_recall_and_the_simulator_is_restored() -> None:
+    def loud(w: np.ndarray) -> np.ndarray:  # a stand-in model: "PD" where |x| > 0.3 of the largest
+        return (np.abs(w) > 0.3).astype(np.float32)
+
+    result = shape_recall.shape_recall(
+        loud, DEFAULT_PARAMS.replace(phase_window=None), snrs=(30.0,), signals=2
+    )
+    assert set(result) == {*waveforms.PD_KINDS, "mexican_hat", "gauss_derivative"}
+    assert all(0.0 <= r["30"] <= 1.0 for r in result.values())
+    assert result["exp"]["30"] > 0.5  # loud unipolar pulses at 30 dB cross it
+    assert simulator.pd_waveform is waveforms.pd_waveform
