@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from gateway.decoding import Limits, body_limit, decode_detect
+from gateway.decoding import INLINE_DECODE_BYTES, Limits, body_limit, decode_detect
 from gateway.deps import InferenceDep, SettingsDep
 from gateway.errors import ClientClosedRequest, RequestTimeout, SignalTooLarge
 from gateway.ratelimit import limit_inference
@@ -78,7 +78,12 @@ async def detect(request: Request, service: InferenceDep, settings: SettingsDep)
     body = await read_body(request, max_bytes, settings.BODY_READ_TIMEOUT_S)
     limits = Limits(settings.MAX_SIGNAL_SAMPLES, settings.MAX_TOTAL_SAMPLES, settings.MAX_SIGNALS_PER_REQUEST)
     # JSON parsing of a large body takes long enough to stall other requests: do it off the event loop.
-    payload = await asyncio.to_thread(decode_detect, body, content_type, dict(request.query_params), limits)
+    args = (body, content_type, dict(request.query_params), limits)
+    payload = (
+        decode_detect(*args)
+        if len(body) <= INLINE_DECODE_BYTES
+        else await asyncio.to_thread(decode_detect, *args)
+    )
     decode_ms = round((time.perf_counter() - t0) * 1000.0, 3)
     result = await service.detect(payload.signals, payload.options)
     result["timings_ms"] = {"decode": decode_ms, **result["timings_ms"]}
