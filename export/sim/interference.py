@@ -2,7 +2,7 @@
 
 A network that only ever sees pairs made of very short pulses learns to reject *short* pulses, not pairs.
 Here every interference event is built from the same pulse models and width range as PD
-(`waveforms.pd_waveform`, kinds "exp", "osc", "gauss"), so the only cue left is its structure:
+(`waveforms.pd_waveform`, kinds "exp", "osc", "gauss", "gabor"), so the only cue left is its structure:
 - pair: a pulse followed within a few samples by its inverted, slightly smaller twin (ratio 0.6-1.0);
 - bipolar: a symmetric bipolar impulse (a pulse and its equal inverted copy, or one cycle of a sine);
 - train: 3-10 copies of one pulse at a regular spacing, sometimes alternating in sign;

@@ -104,8 +104,8 @@ def remove_carriers(x: np.ndarray, threshold: float) -> np.ndarray:
     for b in peaks:
         if any(abs(int(b) - f) <= CARRIER_GUARD_BINS for f in fitted):
             continue
-        lo, mid, hi = spec[b - 1], spec[b], spec[b + 1]
-        delta = 2.0 * (float(hi) - lo) / (float(lo) + 2.0 * mid + hi)  # exact for one tone, periodic Hann
+        lo, mid, hi = spec[b - 1 : b + 2].astype(np.float64)
+        delta = 2.0 * (hi - lo) / (lo + 2.0 * mid + hi)  # exact for one tone under the periodic Hann window
         freq = (b + delta) / m
         cs = _cos_sin(freq, n)
         y -= cs @ np.linalg.solve(_gram(freq, n), y @ cs)

@@ -29,7 +29,9 @@ class ProcessingParams:
     highpass_wn: Butterworth high-pass cut-off as a fraction of Nyquist (None = no filter), zero-phase.
     carrier_threshold: subtract discrete spectral interference after the filter (`remove_carriers`):
         sinusoids whose spectral peak exceeds this many times the local noise floor (None = off). A PD
-        pulse is broadband and loses nothing; a radio carrier is one tall narrow peak and goes.
+        pulse is broadband and loses nothing; a radio carrier is one tall narrow peak and goes. The
+        spectrum is float32: a carrier below about 2e-4 of the filtered signal's norm is not looked for,
+        so without the high-pass (`highpass_wn` None) a large AC hides weak carriers.
     clip: symmetric clip applied after the filter (None = none).
     normalisation: "batch_max" divides by the max |x| over the whole request (seed 000),
         "signal_max" by each signal's own max |x|, "signal_mad" by `mad_scale` times the signal's robust

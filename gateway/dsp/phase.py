@@ -29,12 +29,14 @@ class AcFit:
 
 
 def _geometric(omega: np.ndarray, t0: float, step: float, m: int) -> np.ndarray:
-    """sum_{j<m} exp(i omega (t0 + j step)) per omega, in closed form (direct where the ratio is ~1)."""
-    q = np.exp(1j * omega * step)
-    near_one = np.abs(1.0 - q) < 1e-6
-    safe = np.where(near_one, 0.5, q)
-    series = np.where(near_one, m, (1.0 - safe**m) / (1.0 - safe))
-    return np.exp(1j * omega * t0) * series
+    """sum_{j<m} exp(i omega (t0 + j step)) per omega, in the Dirichlet-kernel form
+    exp(i (omega t0 + (m - 1) h)) sin(m h) / sin(h), h = omega step / 2: accurate for any period, the very
+    long ones (h near 0) included; where sin(h) is 0 every term is exp(i omega t0)."""
+    half = 0.5 * omega * step
+    sin_half = np.sin(half)
+    zero = sin_half == 0.0
+    kernel = np.sin(m * half) / np.where(zero, 1.0, sin_half)
+    return np.where(zero, m * np.exp(1j * omega * t0), np.exp(1j * (omega * t0 + (m - 1) * half)) * kernel)
 
 
 def _projections(omega: np.ndarray, t0: float, step: float, y: np.ndarray) -> np.ndarray:
@@ -78,7 +80,11 @@ def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple
     gram -= np.eye(3) * (1e-9 * mf)
     rss = float(y @ y) - 2.0 * np.einsum("ki,ki->k", coef, rhs) + np.einsum("ki,kij,kj->k", coef, gram, coef)
     mean = rhs[:, 2] / mf - np.einsum("ki,ki->k", coef, gram[:, 2]) / mf
-    return coef, np.maximum(rss / mf - mean**2, 0.0)
+    resid_var = rss / mf - mean**2
+    # A clearly negative variance means the normal equations lost the fit (a period far beyond the
+    # signal, where sin is a ramp and cos a constant): no fit, not a perfect one.
+    failed = resid_var < -1e-9 * float(y @ y) / mf
+    return coef, np.where(failed, np.inf, np.maximum(resid_var, 0.0))
 
 
 def _search_period(x: np.ndarray) -> float | None:

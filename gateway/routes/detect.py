@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from gateway.decoding import INLINE_DECODE_BYTES, Limits, body_limit, decode_detect
+from gateway.decoding import Limits, body_limit, decode_detect, decode_inline
 from gateway.deps import InferenceDep, SettingsDep
 from gateway.errors import ClientClosedRequest, RequestTimeout, SignalTooLarge
 from gateway.ratelimit import limit_inference
@@ -81,7 +81,7 @@ async def detect(request: Request, service: InferenceDep, settings: SettingsDep)
     args = (body, content_type, dict(request.query_params), limits)
     payload = (
         decode_detect(*args)
-        if len(body) <= INLINE_DECODE_BYTES
+        if decode_inline(body, content_type)
         else await asyncio.to_thread(decode_detect, *args)
     )
     decode_ms = round((time.perf_counter() - t0) * 1000.0, 3)

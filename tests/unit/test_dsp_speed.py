@@ -18,7 +18,7 @@ from gateway.dsp.carriers import (
     _above_floor,
     remove_carriers,
 )
-from gateway.dsp.phase import _fit_sinusoids
+from gateway.dsp.phase import _fit_sinusoids, estimate_ac_phase
 from gateway.dsp.processing import _highpass, exact_median
 from tests.unit import dsp_golden
 
@@ -117,6 +117,7 @@ def test_carriers_found_in_float32_are_the_float64_ones(regime: str) -> None:
         )
         x = _highpass(sim.signal.astype(np.float64), params)
         want = _remove_carriers_float64(x, params.carrier_threshold)
+        assert not np.allclose(want, x)  # there were carriers to find
         np.testing.assert_allclose(
             remove_carriers(x, params.carrier_threshold), want, rtol=0, atol=1e-5 * np.std(want)
         )
@@ -131,7 +132,7 @@ def test_closed_form_sinusoid_fit_is_least_squares(seed: int) -> None:
     step = max(1, n // int(rng.choice([1024, 8192])))
     idx = np.arange(int(rng.integers(0, step)), n, step, dtype=np.float64)
     y = rng.normal(size=idx.size) + 5.0 * np.sin(2.0 * np.pi * idx / rng.uniform(50.0, 3.0 * n) + 1.0)
-    periods = n / np.linspace(0.3, rng.uniform(2.0, 30.0), 9)
+    periods = np.r_[n / np.linspace(0.3, rng.uniform(2.0, 30.0), 9), 2.01 * step, 2.5 * step]
     coef, resid_var = _fit_sinusoids(idx, y, periods)
     for k, period in enumerate(periods):
         w = 2.0 * np.pi * idx / period
@@ -140,3 +141,13 @@ def test_closed_form_sinusoid_fit_is_least_squares(seed: int) -> None:
         resid = y - design @ want
         np.testing.assert_allclose(coef[k], want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
         np.testing.assert_allclose(resid_var[k], np.var(resid), rtol=1e-6)
+
+
+def test_a_period_far_beyond_the_signal_is_no_fit_not_a_perfect_one() -> None:
+    """10,000 samples at 1 GS/s of a 50 Hz AC (2e7 samples per cycle): the fit must not claim r2 = 1 with an
+    absurd amplitude (a closed form that took the sums as exactly m did)."""
+    rng = np.random.default_rng(0)
+    x = 100.0 * np.sin(2.0 * np.pi * np.arange(10_000) / 2e7 + 0.3) + rng.normal(size=10_000)
+    for spc in (2e7, 6.3e6, 1e9):
+        fit = estimate_ac_phase(x, spc)
+        assert fit is None or (fit.r2 < 1.0 and fit.amplitude < 1e4), (spc, fit)

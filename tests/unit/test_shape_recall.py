@@ -20,3 +20,16 @@ def test_every_shape_gets_a_recall_and_the_simulator_is_restored() -> None:
     assert all(0.0 <= r["30"] <= 1.0 for r in result.values())
     assert result["exp"]["30"] > 0.5  # loud unipolar pulses at 30 dB cross it
     assert simulator.pd_waveform is waveforms.pd_waveform
+
+
+def test_the_simulator_draws_the_shape_under_test(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    drawn: list[int] = []
+
+    def spike(rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        drawn.append(1)
+        return np.array([0.0, 1.0, 0.0]), 1
+
+    monkeypatch.setattr(shape_recall, "SHAPES", {"spike": spike})
+    result = shape_recall.shape_recall(lambda w: np.zeros_like(w), DEFAULT_PARAMS, snrs=(30.0,), signals=2)
+    assert result == {"spike": {"30": 0.0}}  # a model that never votes finds nothing
+    assert len(drawn) == 16  # 2 signals x 8 pulses, every one of them from the shape under test
