@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from gateway.decoding import Limits, body_limit, decode_detect
+from gateway.decoding import Limits, body_limit, decode_detect, decode_inline
 from gateway.errors import InvalidInput, SignalTooLarge
 
 LIMITS = Limits(max_signal_samples=100_000, max_total_samples=200_000, max_signals=8)
@@ -84,3 +84,16 @@ def test_json_has_its_own_body_limit() -> None:
     assert body_limit(None, 64, 8) == 8  # no content type = JSON
     assert body_limit("application/x-npy", 64, 8) == 64
     assert body_limit("application/json", 4, 8) == 4
+
+
+def test_only_small_bodies_decode_on_the_event_loop() -> None:
+    """JSON costs per value (and options per key), so only small JSON stays inline; binary bodies are viewed
+    in place and stay inline up to 1 MiB."""
+    small_json, big_json = b"{}" * 8 * 1024, b"{}" * 17 * 1024  # 16 KiB, 34 KiB
+    assert decode_inline(small_json, "application/json") and decode_inline(small_json, None)
+    assert not decode_inline(big_json, "application/json; charset=utf-8")
+    npy_7920 = b"\0" * (7920 * 4 + 128)
+    assert decode_inline(npy_7920, "application/x-npy") and decode_inline(
+        big_json, "application/octet-stream"
+    )
+    assert not decode_inline(b"\0" * (1024 * 1024 + 1), "application/x-npy")
