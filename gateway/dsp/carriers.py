@@ -81,9 +81,10 @@ def remove_carriers(x: np.ndarray, threshold: float) -> np.ndarray:
     least squares over the whole signal, and it is subtracted. Unlike zeroing spectrum bins this leaves no
     ringing at the signal's ends and removes no noise or pulse energy. The spectrum is taken over the
     first m samples, m the largest length <= n the FFT is fast at (at most a few % shorter; a length with
-    a large prime factor made it up to 30x slower), in float32 (it only finds the carriers: 2x faster, and
-    its 1e-7 rounding is far below the floor test's and the interpolation's own error); the fit is float64:
-    O(m log m) for the spectrum and O(n) per carrier, one pass for the projections and one to subtract.
+    a large prime factor made it up to 30x slower), in float32 (it only finds the carriers: 2x faster; bins
+    below `threshold` x its rounding level, _F32_ROUNDING, are never carriers, so the rounding noise where a
+    high-pass emptied the spectrum cannot pass for tones); the fit is float64: O(m log m) for the spectrum
+    and O(n) per carrier, one pass for the projections and one to subtract.
     """
     n = x.size
     if n < CARRIER_MIN_SAMPLES:
