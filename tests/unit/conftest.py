@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from export.sim.simulator import SimConfig, SimulatedSignal, simulate
 from gateway import repository
 from gateway.dsp.params import ProcessingParams
 from gateway.dsp.processing import run_pipeline
@@ -31,3 +32,19 @@ def detect() -> Callable[[np.ndarray], list[tuple[int, int]]]:
         return [(r.start, r.end) for r in res.regions]
 
     return run
+
+
+def clean_pd_signal(seed: int, **changes: object) -> SimulatedSignal:
+    """A clean 20 dB test signal: 8,192 samples, 6 PD pulses of amplitude 1 in the rising quarters of a
+    3,333-sample AC, no interference; `changes` override SimConfig fields (e.g. the pulse-model mix)."""
+    cfg = SimConfig(
+        n_samples=8192,
+        samples_per_cycle=3333.0,
+        ac_amplitude=20.0,
+        ac_phase_deg=0.0,
+        n_pd=6,
+        pd_amplitude=1.0,
+        snr_db=20.0,
+        **changes,  # type: ignore[arg-type]
+    )
+    return simulate(cfg, seed)

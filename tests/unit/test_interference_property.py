@@ -9,24 +9,14 @@ import pytest
 
 from export.sim.interference import family_pair, family_train
 from export.sim.scoring import match_events
-from export.sim.simulator import SimConfig, simulate
+from tests.unit.conftest import clean_pd_signal
 
 COLLAR = 10
 CLEARANCE = 80  # samples between an injected event and any PD pulse or region
 
 
 def _base(seed: int):  # type: ignore[no-untyped-def]
-    cfg = SimConfig(
-        n_samples=8192,
-        samples_per_cycle=3333.0,
-        ac_amplitude=20.0,
-        ac_phase_deg=0.0,
-        n_pd=6,
-        pd_amplitude=1.0,
-        snr_db=20.0,
-        osc_fraction=0.4,
-    )
-    return simulate(cfg, seed)
+    return clean_pd_signal(seed, osc_fraction=0.4)
 
 
 def _free_spot(s, taken: list[tuple[int, int]], size: int, rng: np.random.Generator) -> int:  # type: ignore[no-untyped-def]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from export.sim.scoring import match_events
-from export.sim.simulator import SimConfig, simulate
 from export.sim.waveforms import PD_KINDS
+from tests.unit.conftest import clean_pd_signal
 
 COLLAR = 10
 ONLY = {  # SimConfig knobs that make every pulse one kind
@@ -25,17 +25,7 @@ ONLY = {  # SimConfig knobs that make every pulse one kind
 def test_every_pd_pulse_model_is_found(detect, kind: str) -> None:  # type: ignore[no-untyped-def]
     tp = fp = fn = 0
     for seed in range(8):
-        cfg = SimConfig(
-            n_samples=8192,
-            samples_per_cycle=3333.0,
-            ac_amplitude=20.0,
-            ac_phase_deg=0.0,
-            n_pd=6,
-            pd_amplitude=1.0,
-            snr_db=20.0,
-            **ONLY[kind],  # type: ignore[arg-type]
-        )
-        s = simulate(cfg, seed)
+        s = clean_pd_signal(seed, **ONLY[kind])
         assert {p.kind for p in s.pulses} == {kind}
         t, f, n = match_events(s.events, detect(s.signal), COLLAR)
         tp, fp, fn = tp + t, fp + f, fn + n
