@@ -5,8 +5,8 @@ interference (opposite-polarity pairs and pulse trains). Only PD pulses are labe
 Two interference profiles (`random_config(profile=...)`): "short" (the held-out set's, unchanged: pairs and
 trains of very short pulses) and "family" (training: pairs, bipolar impulses, trains and impulsive bursts
 built from the PD pulse family itself, plus domain randomisation: two more pulse models (Gaussian bumps,
-Gaussian-windowed oscillations), baseline wander and int8 re-quantisation of whole signals;
-export.sim.interference).
+Gaussian-windowed oscillations), coloured (AR(1) low-pass) and heavy-tailed (Student-t) noise of the same
+variance, baseline wander and int8 re-quantisation of whole signals; export.sim.interference).
 Everything is drawn from `np.random.default_rng(seed)`: the same config and seed give bit-identical output.
 
 Conventions
@@ -15,7 +15,8 @@ Conventions
 - A pulse's support is where its |waveform| > 5 % of its own |peak|, as [start, end); `mask` is the union.
 - SNR (real-valued signals): ``SNR_dB = 10*log10(P_pd / sigma^2)``. P_pd is the mean of pulse^2 over each
   PD pulse's support, averaged over the signal's pulses (a reference pulse of amplitude `pd_amplitude` when
-  there are none) and sigma^2 is the variance of the real Gaussian noise; there is no complex 1/2 factor.
+  there are none) and sigma^2 is the variance of the real noise (Gaussian and white unless the config
+  colours it or gives it heavy tails; its variance is sigma^2 either way); there is no complex 1/2 factor.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.signal import lfilter
 
 from export.sim.interference import baseline_wander, family_waveform
 from export.sim.waveforms import (
@@ -109,6 +111,8 @@ class SimConfig:
     gabor_fraction: float = 0.0  # probability that a PD pulse is a Gaussian-windowed oscillation
     wander_amplitude: float = 0.0  # slow baseline drift, signal units
     requantize_peak: float | None = None  # round the whole signal to integers with this max |value|
+    noise_pole: float = 0.0  # AR(1) coefficient of the noise: 0 = white, towards 1 = low-pass (coloured)
+    noise_df: float | None = None  # Student-t degrees of freedom (> 2) for heavy tails; None = Gaussian
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or not self.samples_per_cycle > 0 or not self.power_freq_hz > 0:
@@ -120,6 +124,8 @@ class SimConfig:
             raise ValueError("amplitudes must be >= 0")
         if not (0 <= self.osc_fraction <= 1 and 0 <= self.polarity_bias <= 1):
             raise ValueError("osc_fraction and polarity_bias must be in [0, 1]")
+        if not -1 < self.noise_pole < 1 or (self.noise_df is not None and not self.noise_df > 2):
+            raise ValueError("noise_pole must be in (-1, 1) and noise_df > 2")
 
     @property
     def fs_hz(self) -> float:
@@ -181,6 +187,24 @@ def _noise_std(config: SimConfig, pd_power: float | None) -> float:
     if pd_power is None:
         pd_power = config.pd_amplitude**2 * REF_POWER_RATIO
     return math.sqrt(pd_power / 10.0 ** (config.snr_db / 10.0))
+
+
+def _noise(rng: np.random.Generator, cfg: SimConfig, sigma: float, n: int) -> np.ndarray:
+    """Zero-mean noise of standard deviation sigma: white Gaussian, or Student-t and/or AR(1)-coloured."""
+    if sigma <= 0:
+        return np.zeros(n)
+    if cfg.noise_pole == 0.0 and cfg.noise_df is None:
+        return sigma * rng.standard_normal(n)  # the only draw "short" signals make (bit-identical to before)
+    if cfg.noise_df is None:
+        base = rng.standard_normal(n)
+    else:
+        base = rng.standard_t(cfg.noise_df, n) / math.sqrt(cfg.noise_df / (cfg.noise_df - 2.0))
+    if cfg.noise_pole != 0.0:
+        a = cfg.noise_pole
+        # start in the stationary state, so the first samples have the same variance as the rest
+        base[0] /= math.sqrt(1.0 - a * a)
+        base = lfilter([math.sqrt(1.0 - a * a)], [1.0, -a], base)
+    return sigma * base
 
 
 def _place_pd(rng: np.random.Generator, cfg: SimConfig, pd: np.ndarray) -> tuple[list[Pulse], list]:
@@ -277,7 +301,7 @@ def simulate(config: SimConfig, seed: int, *, return_components: bool = False) -
             spectral += a * np.sin(2.0 * np.pi * f * idx + ph)
     pd_power = float(np.mean([np.mean(pd[p.start : p.end] ** 2) for p in pulses])) if pulses else None
     sigma = _noise_std(cfg, pd_power)
-    noise = sigma * rng.standard_normal(n) if sigma > 0 else np.zeros(n)
+    noise = _noise(rng, cfg, sigma, n)
     signal = ac + pd + interference + spectral + noise
     if cfg.wander_amplitude > 0:
         signal = signal + baseline_wander(rng, n, cfg.wander_amplitude)
@@ -389,6 +413,10 @@ def random_config(
             "requantize_peak": float(rng.uniform(30.0, 127.0))
             if not quantize and rng.random() < 0.2
             else None,
+            # amplifier and digitiser noise is rarely white or Gaussian: a network that only saw white
+            # Gaussian noise takes smooth noise bumps and rare large noise samples for PD
+            "noise_pole": float(rng.uniform(0.2, 0.85)) if rng.random() < 0.3 else 0.0,
+            "noise_df": float(rng.uniform(3.0, 10.0)) if rng.random() < 0.15 else None,
         }
     return SimConfig(
         n_samples=int(n),

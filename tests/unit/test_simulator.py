@@ -199,3 +199,30 @@ def test_family_profile_draws_every_pd_model_and_no_gabor_pulse_is_symmetric_bip
     assert np.mean(np.array(lobes) > 0.2) > 0.3  # but side lobes of the other polarity are common
     # the "short" profile (held-out and validation sets) has neither Gaussian bumps nor gabor pulses
     assert {p.kind for s in sim.make_dataset(40, seed=3) for p in s.pulses} == {"exp", "osc"}
+
+
+@pytest.mark.parametrize(("pole", "df"), [(0.0, None), (0.8, None), (0.0, 3.5), (0.6, 4.0)])
+def test_coloured_and_heavy_tailed_noise_keep_the_noise_variance(pole: float, df: float | None) -> None:
+    cfg = _config(n_samples=200_000, n_pd=0, pair_count=0, train_count=0, spectral_carriers=0, snr_db=0.0)
+    s = sim.simulate(dataclasses.replace(cfg, noise_pole=pole, noise_df=df), 1, return_components=True)
+    assert s.components is not None
+    w = s.components["noise"]
+    assert w.std() == pytest.approx(s.noise_std, rel=0.03)  # the SNR means the same for every noise
+    assert np.corrcoef(w[:-1], w[1:])[0, 1] == pytest.approx(pole, abs=0.02)
+    excess_kurtosis = float(np.mean((w / w.std()) ** 4)) - 3.0
+    if df is None:
+        assert abs(excess_kurtosis) < 0.1
+    else:
+        assert excess_kurtosis > 1.0  # heavy tails: large noise samples far more often than Gaussian
+
+
+def test_only_the_family_profile_colours_the_noise_and_short_signals_keep_their_draws() -> None:
+    family = sim.make_dataset(100, seed=3, profile="family")
+    assert 10 < sum(s.config.noise_pole > 0 for s in family) < 50
+    assert 3 < sum(s.config.noise_df is not None for s in family) < 30
+    short = sim.make_dataset(100, seed=3)
+    assert all(s.config.noise_pole == 0.0 and s.config.noise_df is None for s in short)
+    with pytest.raises(ValueError, match="noise_df"):
+        _config(noise_df=2.0)
+    with pytest.raises(ValueError, match="noise_pole"):
+        _config(noise_pole=1.0)
