@@ -33,6 +33,7 @@ from tqdm import tqdm
 from export.ceiling import ceilings
 from export.cross_eval import CROSS_SEED, cross_markdown, evaluate_cross
 from export.report import markdown
+from export.sim import simulator
 from export.sim.baseline import detect_baseline
 from export.sim.scoring import Accumulator, regions_to_mask
 from export.sim.simulator import SimulatedSignal, random_config, simulate
@@ -218,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also score the model on the cross-generator set (export.crossgen; evaluation only)",
     )
     p.add_argument("--cross-seed", type=int, default=CROSS_SEED)
-    p.add_argument("--profile", choices=("short", "family"), default="short", help="own set's interference")
+    p.add_argument("--profile", choices=simulator.PROFILES, default="short", help="own set's interference")
     return p
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from export.evaluate import COLLAR, _requests, bucket_keys, heldout_set, ort_infer
+from export.sim import simulator
 from export.sim.scoring import Accumulator, regions_to_mask
 from gateway.dsp.params import ProcessingParams, parse_overrides
 from gateway.dsp.phase import AcFit, estimate_ac_phase
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=777)
     p.add_argument("--n-signals", type=int, default=200)
     p.add_argument("--n-vsb-full", type=int, default=4)
-    p.add_argument("--profile", choices=("short", "family"), default="short")
+    p.add_argument("--profile", choices=simulator.PROFILES, default="short")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, required=True, help="writes <out>.json")
     args = p.parse_args(argv)

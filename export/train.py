@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from export.data import LowSnr, Mix, Pool, sample_batch
 from export.model import UNet1D, save_checkpoint
+from export.sim import simulator
 from gateway.dsp.params import DEFAULT_PARAMS, ProcessingParams, parse_overrides
 
 CHECKPOINT = "checkpoint.pt"
@@ -239,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--low-snr-db", type=_parse_floats, default=LowSnr().db, help="low SNR range, dB: lo,hi")
     p.add_argument("--fresh-noise", action="store_true", help="a new white-noise draw in every window")
     p.add_argument(
-        "--profile", choices=("short", "family", "both"), default="short", help="interference profile"
+        "--profile", choices=(*simulator.PROFILES, "both"), default="short", help="interference profile"
     )
     p.add_argument("--long-fraction", type=float, default=0.0, help="share of long int8 VSB-format signals")
     p.add_argument("--init-onnx", help="fine-tune: start from this ONNX model's weights (same widths)")

@@ -2,11 +2,12 @@
 
 A signal is the sum of an AC sinusoid, PD pulses, white noise, discrete spectral carriers and non-PD pulse
 interference (opposite-polarity pairs and pulse trains). Only PD pulses are labelled in `mask`.
-Two interference profiles (`random_config(profile=...)`): "short" (the held-out set's, unchanged: pairs and
-trains of very short pulses) and "family" (training: pairs, bipolar impulses, trains and impulsive bursts
-built from the PD pulse family itself, plus domain randomisation: two more pulse models (Gaussian bumps,
-Gaussian-windowed oscillations), coloured (AR(1) low-pass) and heavy-tailed (Student-t) noise of the same
-variance, baseline wander and int8 re-quantisation of whole signals; export.sim.interference).
+Three profiles (`random_config(profile=...)`): "short" (the held-out set's, unchanged: pairs and trains of
+very short pulses), "family" (training: pairs, bipolar impulses, trains and impulsive bursts built from the
+PD pulse family itself, plus domain randomisation: two more pulse models (Gaussian bumps, Gaussian-windowed
+oscillations), baseline wander and int8 re-quantisation of whole signals; export.sim.interference) and
+"noisy" ("family", then non-white noise of the same variance: AR(1) low-pass for 30 % of signals, Student-t
+tails for 15 %; "family" signals are bit-identical to before "noisy" existed).
 Everything is drawn from `np.random.default_rng(seed)`: the same config and seed give bit-identical output.
 
 Conventions
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,8 @@ VSB_FS_HZ = 40e6  # VSB: 800,000 samples per 20 ms
 REGIMES = ("vsb", "seed", "mixed")
 INTERFERENCE_KINDS = ("spectral", "pair", "train", "bipolar", "impulsive")
 _SHORT_KINDS = INTERFERENCE_KINDS[:3]  # what the "short" profile draws
-PROFILES = ("short", "family")
+PROFILES = ("short", "family", "noisy")
+_FAMILY_PROFILES = PROFILES[1:]  # "noisy" is "family" plus non-white noise
 #: AC phase windows [lo, hi) deg where PD pulses peak: the quarters where |AC| rises.
 PD_PHASE_WINDOWS: tuple[tuple[float, float], ...] = ((0.0, 90.0), (180.0, 270.0))
 #: What SimulatedSignal.kinds can contain.
@@ -341,8 +343,8 @@ def random_config(
     white_noise: False = no white noise; None = regime default (always for vsb, 95 % mixed, 50 % seed).
     interference: exactly these of "spectral", "pair", "train" (``()`` = none); None draws each at random.
     n_pd: fixed PD pulse count; None = 0 with probability `pd_free_prob`, else 1..min(24, n/400).
-    profile: "short" (the held-out and validation sets) or "family" (PD-family interference and domain
-    randomisation, drawn after everything "short" draws).
+    profile: "short" (the held-out and validation sets), "family" (PD-family interference and domain
+    randomisation, drawn after everything "short" draws) or "noisy" ("family", then non-white noise).
     """
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES}")
@@ -390,7 +392,7 @@ def random_config(
     if interference is None:
         odds = (0.4, 0.35, 0.3)
         interference = tuple(k for k, p in zip(_SHORT_KINDS, odds, strict=True) if rng.random() < p)
-        if profile == "family":
+        if profile in _FAMILY_PROFILES:
             interference += tuple(k for k in ("bipolar", "impulsive") if rng.random() < 0.3)
             if "pair" not in interference and rng.random() < 0.3:  # the commonest false PD: more of it
                 interference += ("pair",)
@@ -402,7 +404,7 @@ def random_config(
     if quantize:
         spectral_amp = max(spectral_amp, 1.0)  # below one count the carriers would round away
     family: dict[str, Any] = {}
-    if profile == "family":
+    if profile in _FAMILY_PROFILES:
         family = {
             "interference_style": "family",
             "bipolar_count": int(rng.integers(1, 6 if long_signal else 3)) if "bipolar" in kinds else 0,
@@ -413,12 +415,8 @@ def random_config(
             "requantize_peak": float(rng.uniform(30.0, 127.0))
             if not quantize and rng.random() < 0.2
             else None,
-            # amplifier and digitiser noise is rarely white or Gaussian: a network that only saw white
-            # Gaussian noise takes smooth noise bumps and rare large noise samples for PD
-            "noise_pole": float(rng.uniform(0.2, 0.85)) if rng.random() < 0.3 else 0.0,
-            "noise_df": float(rng.uniform(3.0, 10.0)) if rng.random() < 0.15 else None,
         }
-    return SimConfig(
+    cfg = SimConfig(
         n_samples=int(n),
         samples_per_cycle=float(spc),
         power_freq_hz=float(f),
@@ -438,6 +436,19 @@ def random_config(
         regime=regime,
         **family,
     )
+    if profile == "noisy":  # drawn last, so "noisy" signals are "family" signals with other noise
+        # amplifier and digitiser noise is rarely white or Gaussian: a network that only saw white
+        # Gaussian noise takes smooth noise bumps and rare large noise samples for PD
+        pole = float(rng.uniform(0.2, 0.85)) if rng.random() < 0.3 else 0.0
+        df = float(rng.uniform(3.0, 10.0)) if rng.random() < 0.15 else None
+        snr = cfg.snr_db
+        if pole > 0 and snr is not None:
+            # Low-pass noise of the same variance is (1+a)/(1-a) times denser where pulses live: the SNR
+            # goes up by half that (dB), so the weakest labelled pulses stay findable at all, rather than
+            # teaching the network that a noise bump of that size is PD.
+            snr += 5.0 * math.log10((1.0 + pole) / (1.0 - pole))
+        cfg = replace(cfg, noise_pole=pole, noise_df=df, snr_db=snr)
+    return cfg
 
 
 def dataset_item(seed: int, index: int, *, return_components: bool = False, **kw: Any) -> SimulatedSignal:

@@ -216,12 +216,18 @@ def test_coloured_and_heavy_tailed_noise_keep_the_noise_variance(pole: float, df
         assert excess_kurtosis > 1.0  # heavy tails: large noise samples far more often than Gaussian
 
 
-def test_only_the_family_profile_colours_the_noise_and_short_signals_keep_their_draws() -> None:
+def test_only_the_noisy_profile_colours_the_noise_and_the_others_keep_their_draws() -> None:
+    noisy = sim.make_dataset(100, seed=3, profile="noisy")
+    assert 10 < sum(s.config.noise_pole > 0 for s in noisy) < 50
+    assert 3 < sum(s.config.noise_df is not None for s in noisy) < 30
     family = sim.make_dataset(100, seed=3, profile="family")
-    assert 10 < sum(s.config.noise_pole > 0 for s in family) < 50
-    assert 3 < sum(s.config.noise_df is not None for s in family) < 30
-    short = sim.make_dataset(100, seed=3)
-    assert all(s.config.noise_pole == 0.0 and s.config.noise_df is None for s in short)
+    for s in (*sim.make_dataset(100, seed=3), *family):
+        assert s.config.noise_pole == 0.0 and s.config.noise_df is None
+    # "noisy" draws its noise after everything "family" draws: the same configs but for noise and SNR
+    for f, n in zip(family, noisy, strict=True):
+        same = {"noise_pole": 0.0, "noise_df": None, "snr_db": f.config.snr_db}
+        assert dataclasses.replace(n.config, **same) == f.config
+        assert n.config.snr_db == f.config.snr_db or n.config.noise_pole > 0  # only coloured noise moves it
     with pytest.raises(ValueError, match="noise_df"):
         _config(noise_df=2.0)
     with pytest.raises(ValueError, match="noise_pole"):
