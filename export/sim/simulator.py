@@ -196,7 +196,7 @@ def _noise(rng: np.random.Generator, cfg: SimConfig, sigma: float, n: int) -> np
     if sigma <= 0:
         return np.zeros(n)
     if cfg.noise_pole == 0.0 and cfg.noise_df is None:
-        return sigma * rng.standard_normal(n)  # the only draw "short" signals make (bit-identical to before)
+        return sigma * rng.standard_normal(n)  # "short" and "family" signals: the same draw as always
     if cfg.noise_df is None:
         base = rng.standard_normal(n)
     else:
