@@ -101,6 +101,12 @@ def bucket_keys(sim: SimulatedSignal) -> list[str]:
     return keys
 
 
+def card_params(onnx: Path) -> ProcessingParams:
+    """The processing params recorded in the model_card.json beside an exported model.onnx."""
+    card = json.loads((onnx.parent / "model_card.json").read_text())
+    return ProcessingParams.from_dict(card["pd:processing"])
+
+
 def ort_infer(onnx_model: str | bytes, threads: int = 2) -> Infer:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from export.evaluate import ort_infer, predict_model
+from export.evaluate import card_params, ort_infer, predict_model
 from export.sim import simulator
 from export.sim.scoring import match_events
 from gateway.dsp.params import ProcessingParams
@@ -82,10 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snr-db", type=float, default=10.0)
     p.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = p.parse_args(argv)
-    card = json.loads((args.onnx.parent / "model_card.json").read_text())
     result = noise_robustness(
         ort_infer(args.onnx.read_bytes(), args.threads),
-        ProcessingParams.from_dict(card["pd:processing"]),
+        card_params(args.onnx),
         long_signals=args.long_signals,
         short_signals=args.short_signals,
         snr_db=args.snr_db,

@@ -11,7 +11,6 @@ as interference). Not a test set: nothing here chooses a run or a threshold.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from unittest import mock
 
 import numpy as np
 
-from export.evaluate import ort_infer, predict_model
+from export.evaluate import card_params, ort_infer, predict_model
 from export.sim import simulator, waveforms
 from export.sim.scoring import match_events
 from gateway.dsp.params import ProcessingParams
@@ -93,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--onnx", type=Path, required=True, help="model.onnx; processing from its model_card.json")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    card = json.loads((args.onnx.parent / "model_card.json").read_text())
-    result = shape_recall(
-        ort_infer(args.onnx.read_bytes(), args.threads), ProcessingParams.from_dict(card["pd:processing"])
-    )
+    result = shape_recall(ort_infer(args.onnx.read_bytes(), args.threads), card_params(args.onnx))
     for name, by_snr in result.items():
         print(f"{name:>18}  " + "  ".join(f"{snr} dB: {r:.3f}" for snr, r in by_snr.items()))
     return 0

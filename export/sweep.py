@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from export.evaluate import COLLAR, _requests, bucket_keys, heldout_set, ort_infer
+from export.evaluate import COLLAR, _requests, bucket_keys, card_params, heldout_set, ort_infer
 from export.sim import simulator
 from export.sim.scoring import Accumulator, regions_to_mask
 from gateway.dsp.params import ProcessingParams, parse_overrides
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed == 20261123:
         raise SystemExit("that is the held-out seed: sweep on validation only")
     if args.onnx is not None:
-        card = json.loads((args.onnx.parent / "model_card.json").read_text())
-        params = ProcessingParams.from_dict(card["pd:processing"])
+        params = card_params(args.onnx)
         onnx_bytes = args.onnx.read_bytes()
     else:
         from export.export_onnx import to_onnx_bytes  # torch only here

@@ -23,7 +23,7 @@ import numpy as np
 
 
 def save(out: Path) -> None:
-    from export.sim.simulator import random_config, simulate
+    from export.bench import make_signals
     from gateway import repository
 
     out.mkdir(parents=True, exist_ok=True)
@@ -31,8 +31,7 @@ def save(out: Path) -> None:
         repository.read_config(Path("model_repository/pd_unet1d")), 1
     )
     (out / "params.json").write_text(json.dumps(cfg))
-    sims = [simulate(random_config(np.random.default_rng(50 + i), regime="vsb"), 50 + i) for i in range(4)]
-    np.save(out / "signals.npy", np.stack([s.signal for s in sims]))
+    np.save(out / "signals.npy", np.stack(make_signals("800k", 4)))  # the bench's own 800k signals
 
 
 def run(tree: Path, load: Path) -> dict[str, object]:
