@@ -78,12 +78,13 @@ def _fit_sinusoids(idx: np.ndarray, y: np.ndarray, periods: np.ndarray) -> tuple
     coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
     # The residual's variance from the normal equations: no [k, m] residual matrix.
     gram -= np.eye(3) * (1e-9 * mf)
-    rss = float(y @ y) - 2.0 * np.einsum("ki,ki->k", coef, rhs) + np.einsum("ki,kij,kj->k", coef, gram, coef)
+    yy = float(y @ y)
+    rss = yy - 2.0 * np.einsum("ki,ki->k", coef, rhs) + np.einsum("ki,kij,kj->k", coef, gram, coef)
     mean = rhs[:, 2] / mf - np.einsum("ki,ki->k", coef, gram[:, 2]) / mf
     resid_var = rss / mf - mean**2
     # A clearly negative variance means the normal equations lost the fit (a period far beyond the
     # signal, where sin is a ramp and cos a constant): no fit, not a perfect one.
-    failed = resid_var < -1e-9 * float(y @ y) / mf
+    failed = resid_var < -1e-9 * yy / mf
     return coef, np.where(failed, np.inf, np.maximum(resid_var, 0.0))
 
 
