@@ -6,8 +6,8 @@
 Pick the values with export.sweep on the VALIDATION set first; `--chosen-by` files (its JSON reports) are
 recorded in the model card's `pd:retuned`, with the date and the changes, so the card says how the shipped
 processing was chosen. Only region-stage keys may change: the network's input (preprocessing, window) must
-stay what it was trained on. Evaluate afterwards (export.evaluate) and pass its report with --metrics to
-refresh the card's figures.
+stay what it was trained on. Evaluate afterwards (export.evaluate) and pass its report with --metrics (no
+--set needed) to refresh the card's figures.
 """
 
 from __future__ import annotations
@@ -48,16 +48,19 @@ def retune(
         new = params.to_dict()
         repository.set_version_processing(config, version, new)
         card["pd:processing"] = new
-        history = card.get("pd:retuned") if isinstance(card.get("pd:retuned"), list) else []
-        history.append(
-            {
-                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "from": {k: current.get(k) for k in changes},
-                "to": {k: new[k] for k in changes},
-                "chosen_by": [str(p) for p in chosen_by],
-            }
-        )
-        card["pd:retuned"] = history
+        # compared as JSON (a tuple equals its list); a run that only refreshes figures adds no history
+        changed = sorted(k for k in changes if json.dumps(current.get(k)) != json.dumps(new[k]))
+        if changed:
+            history = card.get("pd:retuned") if isinstance(card.get("pd:retuned"), list) else []
+            history.append(
+                {
+                    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "from": {k: current.get(k) for k in changed},
+                    "to": {k: new[k] for k in changed},
+                    "chosen_by": [str(p) for p in chosen_by],
+                }
+            )
+            card["pd:retuned"] = history
         if metrics is not None:
             card["pd:metrics"] = metrics
         repository.write_config(model_dir, config)
@@ -71,11 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repo", type=Path, default=Path("model_repository"))
     p.add_argument("--name", default="pd_unet1d")
     p.add_argument("--version", type=int, required=True)
-    p.add_argument("--set", action="append", required=True, metavar="KEY=JSON")
-    p.add_argument("--chosen-by", action="append", type=Path, required=True, help="export.sweep JSON report")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
+    p.add_argument(
+        "--chosen-by", action="append", type=Path, default=[], help="export.sweep JSON report (with --set)"
+    )
     p.add_argument("--metrics", type=Path, help="an export.evaluate JSON report with the new processing")
     p.add_argument("--validation-metrics", type=Path, help="the validation run's export.evaluate JSON report")
     args = p.parse_args(argv)
+    if not args.set and not args.metrics:
+        p.error("nothing to do: give --set (with --chosen-by) and/or --metrics")
+    if args.set and not args.chosen_by:
+        p.error("--set needs --chosen-by: the export.sweep reports the values were chosen on")
     try:
         for path in args.chosen_by:
             json.loads(path.read_text())["rows"]  # an export.sweep report, or fail here

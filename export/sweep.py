@@ -30,6 +30,8 @@ from gateway.dsp.regions import find_region_arrays
 
 REGION_STAGE = {
     "threshold",
+    "long_signal_threshold",
+    "long_signal_samples",
     "min_region_peak",
     "min_region_samples",
     "merge_gap",

@@ -49,7 +49,14 @@ class DetectOptions(BaseModel):
     power_frequency_hz: float = Field(50.0, ge=1.0, le=10_000.0, description="AC power frequency")
     threshold: Annotated[
         float | None,
-        Field(None, gt=0.0, lt=1.0, description="probability above which a sample is PD"),
+        Field(
+            None,
+            gt=0.0,
+            lt=1.0,
+            description="probability above which a sample is PD, at every signal length (default: the "
+            "version's threshold, and its stricter long-signal threshold for signals of at least "
+            "`long_signal_samples`)",
+        ),
         ParamOverride(),
     ]
     normalisation: Annotated[
@@ -86,11 +93,19 @@ class DetectOptions(BaseModel):
             return None
         return self.sampling_rate_hz / self.power_frequency_hz
 
-    def effective_params(self, params: ProcessingParams) -> ProcessingParams:
-        """The version's `params` with this request's profile and overrides applied."""
+    def effective_params(
+        self, params: ProcessingParams, signal_samples: int | None = None
+    ) -> ProcessingParams:
+        """The version's `params` with this request's profile and overrides applied; `signal_samples`
+        fixes the threshold to the version's one for a signal that long (a stream's blocks)."""
         if self.profile == "seed":
             params = SEED_PARAMS.replace(window=params.window, hop=params.window // 2)
         changes = {k: getattr(self, k) for k in _OVERRIDES if getattr(self, k) is not None}
+        if self.threshold is not None:  # the request's threshold holds at every length
+            changes["long_signal_threshold"] = None
+        elif signal_samples is not None and params.long_signal_threshold is not None:
+            changes["threshold"] = params.threshold_for(signal_samples)
+            changes["long_signal_threshold"] = None
         return params.replace(**changes) if changes else params
 
 

@@ -48,6 +48,12 @@ class ProcessingParams:
         near 0, from becoming huge inputs.
     valid_threshold: a signal is valid when max |preprocessed| > this; invalid signals are not inferred.
     threshold: probability above which a sample belongs to a PD region.
+    long_signal_threshold / long_signal_samples: the threshold for signals of at least
+        `long_signal_samples` samples (None = `threshold` at every length). A whole VSB measurement
+        (800,000 samples, ~900 windows) gives the network ~50x the chances of a short signal to fire on
+        noise or interference, so a fixed per-sample threshold buys far more false regions per signal
+        there; a stricter one, chosen on whole-signal validation sets, keeps them rare (issue 11). A
+        request's `threshold` option replaces both.
     min_region_peak: drop regions whose signed max of the preprocessed signal is below this (None = keep).
     drop_edge_regions: drop regions starting at sample 0 (seed 000's /test endpoint did).
     min_region_samples / merge_gap: drop shorter runs; merge runs separated by at most this many samples.
@@ -84,6 +90,8 @@ class ProcessingParams:
     max_input: float | None = None
     valid_threshold: float = 0.1
     threshold: float = 0.5
+    long_signal_threshold: float | None = None
+    long_signal_samples: int = 100_000
     min_region_peak: float | None = None
     drop_edge_regions: bool = False
     min_region_samples: int = 1
@@ -129,6 +137,10 @@ class ProcessingParams:
             problems.append(f"normalisation must be one of {NORMALISATIONS}")
         if not 0.0 < self.threshold < 1.0:
             problems.append("threshold must be in (0, 1)")
+        if self.long_signal_threshold is not None and not 0.0 < self.long_signal_threshold < 1.0:
+            problems.append("long_signal_threshold must be in (0, 1) or null")
+        if self.long_signal_samples < 1:
+            problems.append("long_signal_samples must be >= 1")
         if self.twin_window < 0 or not 0.0 < self.twin_ratio <= 1.0:
             problems.append("twin_window must be >= 0 and twin_ratio in (0, 1]")
         if self.phase_window is not None:
@@ -141,6 +153,12 @@ class ProcessingParams:
             problems.append("valid_threshold, merge_gap must be >= 0 and min_region_samples >= 1")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def threshold_for(self, n_samples: int) -> float:
+        """The probability threshold for a signal of `n_samples` samples."""
+        if self.long_signal_threshold is not None and n_samples >= self.long_signal_samples:
+            return self.long_signal_threshold
+        return self.threshold
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -162,7 +180,16 @@ class ProcessingParams:
 
 
 _BOOLS = ("align_last_window", "drop_edge_regions")
-_INTS = ("window", "hop", "halo", "highpass_order", "min_region_samples", "merge_gap", "twin_window")
+_INTS = (
+    "window",
+    "hop",
+    "halo",
+    "highpass_order",
+    "min_region_samples",
+    "merge_gap",
+    "twin_window",
+    "long_signal_samples",
+)
 
 
 def _type_problems(params: ProcessingParams) -> list[str]:

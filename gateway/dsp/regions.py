@@ -80,7 +80,7 @@ def _segment_reduce(ufunc: np.ufunc, x: np.ndarray, starts: np.ndarray, ends: np
 def candidate_regions(prob: np.ndarray, x_pre: np.ndarray, params: ProcessingParams) -> RegionArrays:
     """Threshold the stitched probabilities into regions and apply the version's region filters (before
     the interference-rejection rules of `split_regions`)."""
-    edges = np.diff(np.concatenate(([0], (prob > params.threshold).view(np.int8), [0])))
+    edges = np.diff(np.concatenate(([0], (prob > params.threshold_for(prob.size)).view(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     if starts.size > 1 and params.merge_gap > 0:
         keep = (starts[1:] - ends[:-1]) > params.merge_gap  # gap after run i is small: merge with i+1

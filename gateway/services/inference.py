@@ -99,11 +99,15 @@ class InferenceService:
         parts = [t.result() for t in tasks]
         return np.concatenate(parts) if parts else np.zeros_like(windows)
 
-    async def detect(self, signals: Sequence[np.ndarray], options: DetectOptions) -> dict[str, Any]:
+    async def detect(
+        self, signals: Sequence[np.ndarray], options: DetectOptions, *, signal_samples: int | None = None
+    ) -> dict[str, Any]:
+        """Detect PD in `signals`. `signal_samples`: they are pieces of a signal this long (a stream's
+        blocks), which picks the version's threshold; by default each signal's own length does."""
         t_start = time.perf_counter()
         await self._triton.admit()  # 503 at once (breaker open, queue too deep), before any CPU is spent
         mv = await self.registry.resolve(options.model, options.version)
-        params = options.effective_params(mv.params)
+        params = options.effective_params(mv.params, signal_samples)
 
         total_samples = sum(int(np.size(x)) for x in signals)
         t0 = time.perf_counter()

@@ -10,7 +10,9 @@ S (stride) and M (margin) are whole multiples of the model version's hop, so eve
 on the same grid as /v1/detect's windows on the whole signal; the margins keep the filter's start-up
 transient and the window edges away from the core. Each block goes through `InferenceService.detect`,
 exactly as a /v1/detect request with that block as its signal, so the per-block robust (MAD) scale,
-carrier removal and AC fit are the pipeline's own, estimated over the block's S + 2M samples.
+carrier removal and AC fit are the pipeline's own, estimated over the block's S + 2M samples; only the
+threshold is the one for a signal of S + 2M samples in every block, the shorter first and last ones too
+(a version may be stricter on long signals: `long_signal_threshold`).
 An event seen by two neighbouring blocks is reported once: block k+1 also accepts events starting up to
 `guard` samples before its core, unless they overlap an event already sent.
 """
@@ -21,16 +23,23 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from gateway.errors import UpstreamUnavailable
 from gateway.schemas import DetectOptions
 
-Detect = Callable[[list[np.ndarray], DetectOptions], Awaitable[dict[str, Any]]]
+
+class Detect(Protocol):
+    """`InferenceService.detect`'s shape: `signal_samples` is the length of the signal the pieces are cut
+    from, when that is not their own length (it picks the version's threshold for that length)."""
+
+    def __call__(
+        self, signals: list[np.ndarray], options: DetectOptions, *, signal_samples: int | None = None
+    ) -> Awaitable[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,8 @@ async def process_ready(
     while (span := state.ready_block(final)) is not None:
         block_start, core_start, core_end = span
         samples = state.block_samples(block_start, core_end)
-        result = await detect([samples], options)
+        # every block, the first and the last (shorter) ones too, is thresholded as a full block
+        result = await detect([samples], options, signal_samples=state.geometry.block)
         item = result["results"][0]
         events = state.accept(item["regions"], block_start, core_start, core_end, options.sampling_rate_hz)
         yield BlockResult(
@@ -197,11 +207,13 @@ def retrying(detect: Detect, patience_s: float) -> Detect:
     (the bounded queue slows the client meanwhile) instead of ending the whole stream or job.
     """
 
-    async def call(signals: list[np.ndarray], options: DetectOptions) -> dict[str, Any]:
+    async def call(
+        signals: list[np.ndarray], options: DetectOptions, *, signal_samples: int | None = None
+    ) -> dict[str, Any]:
         give_up = time.monotonic() + patience_s
         while True:
             try:
-                return await detect(signals, options)
+                return await detect(signals, options, signal_samples=signal_samples)
             except UpstreamUnavailable as e:
                 wait_s = max(float(e.retry_after_s), 0.1)
                 if time.monotonic() + wait_s > give_up:

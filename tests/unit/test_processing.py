@@ -82,6 +82,20 @@ def test_regions_threshold_merge_and_filters() -> None:
     assert [(r.start, r.end) for r in find_regions(prob, x, seed_test)] == [(50, 51)]
 
 
+def test_long_signals_get_the_long_signal_threshold() -> None:
+    prob = np.zeros(100, np.float32)
+    prob[10:20], prob[50:60] = 0.6, 0.95
+    x = np.zeros(100, np.float32)
+    params = ProcessingParams(threshold=0.5, long_signal_threshold=0.9, long_signal_samples=100)
+    assert [(r.start, r.end) for r in find_regions(prob, x, params)] == [(50, 60)]  # 100 samples: long
+    shorter = params.replace(long_signal_samples=101)
+    assert [(r.start, r.end) for r in find_regions(prob, x, shorter)] == [(10, 20), (50, 60)]
+    assert [(r.start, r.end) for r in find_regions(prob, x, params.replace(long_signal_threshold=None))] == [
+        (10, 20),
+        (50, 60),
+    ]
+
+
 def test_params_validation_and_round_trip() -> None:
     assert ProcessingParams.from_dict(DEFAULT_PARAMS.to_dict()) == DEFAULT_PARAMS
     with pytest.raises(ValueError, match="unknown"):
@@ -90,6 +104,9 @@ def test_params_validation_and_round_trip() -> None:
         ProcessingParams(window=64, hop=100)
     with pytest.raises(ValueError, match="normalisation"):
         ProcessingParams(normalisation="zscore")  # type: ignore[arg-type]
+    for bad in ({"long_signal_threshold": 1.0}, {"long_signal_threshold": 0.0}, {"long_signal_samples": 0}):
+        with pytest.raises(ValueError, match="long_signal"):
+            DEFAULT_PARAMS.replace(**bad)
 
 
 @pytest.mark.parametrize("spc", [3334.0, 800_000.0])
@@ -252,6 +269,7 @@ def test_params_refuse_wrong_types_and_parse_overrides() -> None:
         {"carrier_threshold": "8"},
         {"window": 1024.0},
         {"hop": True},
+        {"long_signal_samples": 1e5},
     ):
         with pytest.raises(ValueError, match="wrong type"):
             DEFAULT_PARAMS.replace(**bad)

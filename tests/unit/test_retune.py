@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from export.retune import main
 from gateway import repository
 
@@ -29,18 +31,33 @@ def test_retune_writes_the_region_stage_and_records_why(tmp_path: Path) -> None:
     model_dir = repo / "pd_unet1d"
     onnx_before = (model_dir / "1" / "model.onnx").read_bytes()
     before = repository.processing_params_from_config(repository.read_config(model_dir), 1)
-    assert before is not None
+    card_before = repository.read_model_card(model_dir, 1)
+    assert before is not None and card_before is not None
+    history_before = card_before.get("pd:retuned", [])
     argv = ["--repo", str(repo), "--version", "1", "--set", "threshold=0.8", "--set", "phase_window=[-5,95]"]
     assert main([*argv, "--chosen-by", str(sweep)]) == 0
     after = repository.processing_params_from_config(repository.read_config(model_dir), 1)
     assert after == {**before, "threshold": 0.8, "phase_window": [-5, 95]}
     card = repository.read_model_card(model_dir, 1)
     assert card is not None and card["pd:processing"] == after
-    (entry,) = card["pd:retuned"]
+    *earlier, entry = card["pd:retuned"]
+    assert earlier == history_before
     assert entry["from"] == {"threshold": before["threshold"], "phase_window": before.get("phase_window")}
     assert entry["to"] == {"threshold": 0.8, "phase_window": [-5, 95]}
     assert entry["chosen_by"] == [str(sweep)]
     assert (model_dir / "1" / "model.onnx").read_bytes() == onnx_before  # the weights are untouched
+    # the same values again (a run that refreshes the figures) add no history entry
+    assert main([*argv, "--chosen-by", str(sweep)]) == 0
+    again = repository.read_model_card(model_dir, 1)
+    assert again is not None and again["pd:retuned"] == card["pd:retuned"]
+
+
+def test_retune_needs_something_to_do_and_a_reason(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    for argv in ([], ["--set", "threshold=0.8"]):  # nothing to do; a change without --chosen-by
+        with pytest.raises(SystemExit) as e:
+            main(["--repo", str(repo), "--version", "1", *argv])
+        assert e.value.code == 2
 
 
 def test_retune_refuses_the_networks_input_and_writes_nothing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

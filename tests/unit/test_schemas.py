@@ -70,6 +70,16 @@ def test_effective_params_applies_overrides_and_the_seed_profile() -> None:
     assert seed == SEED_PARAMS.replace(window=2048, hop=1024)
 
 
+def test_a_request_threshold_holds_at_every_length() -> None:
+    version = DEFAULT_PARAMS.replace(threshold=0.5, long_signal_threshold=0.9, long_signal_samples=1000)
+    assert DetectOptions().effective_params(version).threshold_for(5000) == 0.9
+    p = DetectOptions(threshold=0.7).effective_params(version)
+    assert (p.threshold_for(999), p.threshold_for(1000), p.threshold_for(800_000)) == (0.7, 0.7, 0.7)
+    block = DetectOptions().effective_params(version, signal_samples=5000)  # a stream's blocks
+    assert (block.threshold_for(10), block.threshold_for(5000)) == (0.9, 0.9)
+    assert DetectOptions().effective_params(version, signal_samples=999).threshold_for(5000) == 0.5
+
+
 def test_openapi_document_declares_options_responses_and_errors() -> None:
     app = create_app(Settings(TRITON_GRPC_URL="127.0.0.1:1", LOG_LEVEL="error"))
     spec = app.openapi()

@@ -20,7 +20,9 @@ from gateway.services.stream import BlockGeometry, SampleQueue, StreamState, pro
 GEOMETRY = BlockGeometry.for_model(block_samples=1000, margin_samples=100, window=64, hop=32)
 
 
-async def block_detect(signals: list[np.ndarray], options: DetectOptions) -> dict[str, Any]:
+async def block_detect(
+    signals: list[np.ndarray], options: DetectOptions, *, signal_samples: int | None = None
+) -> dict[str, Any]:
     """Regions where |x| exceeds 4 x the block's median |x|: the result depends on the whole block."""
     (x,) = signals
     above = np.abs(x) > 4.0 * np.median(np.abs(x))
@@ -106,7 +108,9 @@ def test_sample_queue_blocks_the_writer_and_drops_nothing() -> None:
 def test_retrying_waits_out_shedding_but_not_forever() -> None:
     calls = []
 
-    async def shed_twice(signals: list[np.ndarray], options: DetectOptions) -> dict[str, Any]:
+    async def shed_twice(
+        signals: list[np.ndarray], options: DetectOptions, *, signal_samples: int | None = None
+    ) -> dict[str, Any]:
         calls.append(1)
         if len(calls) <= 2:
             raise Overloaded("queue full", retry_after_s=0)
@@ -121,5 +125,7 @@ def test_retrying_waits_out_shedding_but_not_forever() -> None:
     asyncio.run(scenario())
 
 
-async def _always_shed(signals: list[np.ndarray], options: DetectOptions) -> dict[str, Any]:
+async def _always_shed(
+    signals: list[np.ndarray], options: DetectOptions, *, signal_samples: int | None = None
+) -> dict[str, Any]:
     raise Overloaded("queue full", retry_after_s=1)
