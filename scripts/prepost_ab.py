@@ -7,7 +7,8 @@
 
 Each run imports `gateway` from --tree and times, on one thread, `run_pipeline` with a zero model plus the
 AC fit (the gateway's own work per signal; the model excluded) after one untimed pass: median thread CPU ms
-over the signals x 3. Params the older tree does not know are dropped.
+over the signals x 3, and per signal (the bench's third signal is the one with carriers). Params the older
+tree does not know are dropped.
 """
 
 from __future__ import annotations
@@ -59,7 +60,13 @@ def run(tree: Path, load: Path) -> dict[str, object]:
             run_pipeline([x], params, zero)
             estimate_ac_phase(x)
             times.append(time.thread_time() - t0)
-    return {"tree": str(tree), "median_ms": round(1000 * float(np.median(times)), 1), "n": len(times)}
+    per_signal = np.median(np.reshape(times, (3, len(signals))), axis=0)
+    return {
+        "tree": str(tree),
+        "median_ms": round(1000 * float(np.median(times)), 1),
+        "n": len(times),
+        "per_signal_ms": [round(1000 * float(t), 1) for t in per_signal],
+    }
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from gateway.dsp.carriers import (
     CARRIER_GUARD_BINS,
     MAX_CARRIERS,
     _above_floor,
+    _subtract_tones,
     remove_carriers,
 )
 from gateway.dsp.phase import _fit_sinusoids, estimate_ac_phase
@@ -121,6 +122,26 @@ def test_carriers_found_in_float32_are_the_float64_ones(regime: str) -> None:
         np.testing.assert_allclose(
             remove_carriers(x, params.carrier_threshold), want, rtol=0, atol=1e-5 * np.std(want)
         )
+
+
+@pytest.mark.parametrize("n", [256, 1000, 1024, 5000, 65_537, 800_000])
+def test_all_tones_in_two_passes_equal_fitting_them_one_by_one(n: int) -> None:
+    """_subtract_tones (blocked projections, closed-form Gram matrices, one subtraction) leaves what
+    fitting each tone by per-sample trig to the previous one's residual leaves, close tones included."""
+    rng = np.random.default_rng(n)
+    t = np.arange(n)
+    freqs = [*rng.uniform(0.001, 0.499, 5), 0.1, 0.1 + 3.0 / n, 0.37]  # two tones 3 bins apart
+    y = rng.normal(size=n) + sum(
+        rng.uniform(0.5, 20.0) * np.cos(2.0 * np.pi * f * t + rng.uniform(0, 6.3)) for f in freqs
+    )
+    want = y.copy()
+    for f in freqs:
+        c, s = np.cos(2.0 * np.pi * f * t), np.sin(2.0 * np.pi * f * t)
+        a = np.linalg.solve([[c @ c, c @ s], [c @ s, s @ s]], [c @ want, s @ want])
+        want -= a[0] * c + a[1] * s
+    got = y.copy()
+    _subtract_tones(got, freqs)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-8 * np.abs(y).max())
 
 
 @pytest.mark.parametrize("seed", range(6))
