@@ -44,12 +44,14 @@ def retune(
         card = repository.read_model_card(model_dir, version)
         if current is None or card is None:
             raise ValueError(f"{name} v{version} has no processing params or no model card")
-        params = ProcessingParams.from_dict(current).replace(**changes)
+        before = ProcessingParams.from_dict(current)
+        params = before.replace(**changes)
         new = params.to_dict()
         repository.set_version_processing(config, version, new)
         card["pd:processing"] = new
-        # compared as JSON (a tuple equals its list); a run that only refreshes figures adds no history
-        changed = sorted(k for k in changes if json.dumps(current.get(k)) != json.dumps(new[k]))
+        # compared as params (1 equals 1.0, a default equals a missing key): a run that only refreshes the
+        # figures adds no history entry
+        changed = sorted(k for k in changes if getattr(before, k) != getattr(params, k))
         if changed:
             history = card.get("pd:retuned") if isinstance(card.get("pd:retuned"), list) else []
             history.append(

@@ -136,6 +136,14 @@ def _list(gw: Gateway, args: argparse.Namespace) -> str | dict[str, Any]:
     return table(rows, ["MODEL", "DEFAULT", "SERVING", "VERSIONS"])
 
 
+def _threshold(processing: dict[str, Any]) -> Any:
+    """A version's threshold, and its long-signal one when it has one: "0.5 (0.95 from 100000 samples)"."""
+    long = processing.get("long_signal_threshold")
+    if long is None:
+        return processing.get("threshold")
+    return f"{processing.get('threshold')} ({long} from {processing.get('long_signal_samples')} samples)"
+
+
 def _show(gw: Gateway, args: argparse.Namespace) -> str | dict[str, Any]:
     body = gw.call("GET", f"/v1/models/{args.name}")
     if args.json:
@@ -160,7 +168,7 @@ def _show(gw: Gateway, args: argparse.Namespace) -> str | dict[str, Any]:
                 v["state"],
                 p.get("window"),
                 p.get("hop"),
-                p.get("threshold"),
+                _threshold(p),
                 p.get("normalisation"),
                 "yes" if v.get("in_repository") else "no",
                 card.get("created"),

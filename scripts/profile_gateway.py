@@ -16,6 +16,7 @@ Needs `pip install yappi` (not a dependency of the product).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -66,13 +67,15 @@ def main() -> int:
     import uvicorn
     import yappi
 
-    from export.bench import bench_repo
+    from export.bench import _wait_ready, bench_repo
     from gateway import repository
     from gateway.app import create_app
     from gateway.embedded import EmbeddedTriton, free_port
     from gateway.http_server import uvicorn_options
     from gateway.settings import Settings
 
+    for key in ("API_KEYS", "API_KEYS_FILE"):  # open endpoints, as in the bench
+        os.environ.pop(key, None)
     version = max(repository.list_versions(args.repo / args.name))
     with tempfile.TemporaryDirectory(prefix="pd-profile-") as tmp:
         bench_repo(args.repo.resolve(), args.name, version, Path(tmp))
@@ -101,6 +104,7 @@ def main() -> int:
             while not server.started:
                 time.sleep(0.1)
             url = f"http://127.0.0.1:{port}"
+            _wait_ready(url)
             warm = [sys.executable, __file__, "--client", url, "--workload", args.workload, "--clients", "1"]
             subprocess.run([*warm, "--seconds", "0"], check=True, capture_output=True)  # first request
             yappi.clear_stats()
@@ -113,7 +117,7 @@ def main() -> int:
             yappi.stop()
             server.should_exit = True
             thread.join(30)
-    n = int(out.strip().split("=")[-1])
+    n = max(int(out.strip().split("=")[-1]), 1)
     stats = yappi.get_func_stats()
     total = sum(t.ttot for t in yappi.get_thread_stats())
     print(

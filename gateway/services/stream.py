@@ -11,8 +11,8 @@ on the same grid as /v1/detect's windows on the whole signal; the margins keep t
 transient and the window edges away from the core. Each block goes through `InferenceService.detect`,
 exactly as a /v1/detect request with that block as its signal, so the per-block robust (MAD) scale,
 carrier removal and AC fit are the pipeline's own, estimated over the block's S + 2M samples; only the
-threshold is the one for a signal of S + 2M samples in every block, the shorter first and last ones too
-(a version may be stricter on long signals: `long_signal_threshold`).
+threshold is the one for a long signal in every block (a version may be stricter on long signals:
+`long_signal_threshold`; a stream has no end to measure), unless the stream's options give one.
 An event seen by two neighbouring blocks is reported once: block k+1 also accepts events starting up to
 `guard` samples before its core, unless they overlap an event already sent.
 """
@@ -31,6 +31,10 @@ import numpy as np
 
 from gateway.errors import UpstreamUnavailable
 from gateway.schemas import DetectOptions
+
+#: A stream is an unbounded signal: every block is thresholded as a long one (the version's
+#: `long_signal_threshold`), whatever `block_samples` and however short the first or last block.
+STREAM_SIGNAL_SAMPLES = 2**62
 
 
 class Detect(Protocol):
@@ -158,8 +162,7 @@ async def process_ready(
     while (span := state.ready_block(final)) is not None:
         block_start, core_start, core_end = span
         samples = state.block_samples(block_start, core_end)
-        # every block, the first and the last (shorter) ones too, is thresholded as a full block
-        result = await detect([samples], options, signal_samples=state.geometry.block)
+        result = await detect([samples], options, signal_samples=STREAM_SIGNAL_SAMPLES)
         item = result["results"][0]
         events = state.accept(item["regions"], block_start, core_start, core_end, options.sampling_rate_hz)
         yield BlockResult(

@@ -74,8 +74,10 @@ def stream(
     return events, msg
 
 
-def detect_whole(client: TestClient, x: np.ndarray) -> list[dict[str, Any]]:
-    resp = client.post("/v1/detect", content=x.tobytes(), headers=RAW, params={"sampling_rate_hz": FS})
+def detect_whole(client: TestClient, x: np.ndarray, **params: Any) -> list[dict[str, Any]]:
+    resp = client.post(
+        "/v1/detect", content=x.tobytes(), headers=RAW, params={"sampling_rate_hz": FS, **params}
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()["results"][0]["regions"]
 
@@ -123,24 +125,26 @@ def test_stream_equals_detect_on_the_whole_signal(gw: TestClient, invariance_run
 
 
 def test_one_sample_chunks(gw: TestClient) -> None:
-    """Chunks of 1 sample on a shorter signal (40k frames), with small blocks so it spans several."""
+    """Chunks of 1 sample on a shorter signal (40k frames), with small blocks so it spans several. A stream
+    is thresholded as a long signal, a 40k /v1/detect as a short one: both are given one threshold here."""
     x = simulated(40_000, index=3)
-    one, end = stream(gw, x, 1, "inv-1", block_samples=8192)
+    one, end = stream(gw, x, 1, "inv-1", block_samples=8192, threshold=0.5)
     assert end["blocks"] > 3
-    bulk, _ = stream(gw, x, 8192, "inv-1b", block_samples=8192)
+    bulk, _ = stream(gw, x, 8192, "inv-1b", block_samples=8192, threshold=0.5)
     assert one == [{**e, "channel": "inv-1"} for e in bulk]
-    assert_match_within_one(one, detect_whole(gw, x))
+    assert_match_within_one(one, detect_whole(gw, x, threshold=0.5))
 
 
 def test_int16_stream(gw: TestClient) -> None:
     # One block holds the whole signal: this checks the int16 frames, not the re-blocking (tested above).
     x = np.round(simulated(50_000, index=3) * 1000.0).astype(np.int16)
-    events, _ = stream(gw, x, 4096, "int16", dtype="int16", block_samples=65_536)
+    events, _ = stream(gw, x, 4096, "int16", dtype="int16", block_samples=65_536, threshold=0.5)
     resp = gw.post(
         "/v1/detect",
         content=_npy(x),
         headers={"content-type": "application/x-npy"},
-        params={"sampling_rate_hz": FS},  # as the stream declares it: the same AC fit and phase rule
+        # as the stream declares it: the same AC fit and phase rule; one threshold (a stream is long)
+        params={"sampling_rate_hz": FS, "threshold": 0.5},
     )
     assert_match_within_one(events, resp.json()["results"][0]["regions"])
 

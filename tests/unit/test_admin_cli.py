@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.admin_cli import table
+from gateway.admin_cli import _threshold, table
 from gateway.cli import main
 from gateway.embedded import free_port
 
@@ -36,3 +36,10 @@ def test_unreachable_gateway_exits_1(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["models", "list", "--url", url, "--api-key", "k" * 20, "--timeout-s", "2"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach the gateway") and "k" * 20 not in err
+
+
+def test_the_threshold_column_shows_a_long_signal_threshold() -> None:
+    assert _threshold({"threshold": 0.5, "long_signal_threshold": None}) == 0.5
+    assert _threshold({"threshold": 0.5, "long_signal_threshold": 0.95, "long_signal_samples": 100000}) == (
+        "0.5 (0.95 from 100000 samples)"
+    )

@@ -50,6 +50,27 @@ def test_retune_writes_the_region_stage_and_records_why(tmp_path: Path) -> None:
     assert main([*argv, "--chosen-by", str(sweep)]) == 0
     again = repository.read_model_card(model_dir, 1)
     assert again is not None and again["pd:retuned"] == card["pd:retuned"]
+    assert (
+        main(["--repo", str(repo), "--version", "1", "--set", "threshold=0.80", "--chosen-by", str(sweep)])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "--repo",
+                str(repo),
+                "--version",
+                "1",
+                "--set",
+                "long_signal_samples=100000",
+                "--chosen-by",
+                str(sweep),
+            ]
+        )
+        == 0
+    )
+    third = repository.read_model_card(model_dir, 1)
+    assert third is not None and third["pd:retuned"] == card["pd:retuned"]  # 0.80 is 0.8; 100000 the default
 
 
 def test_retune_needs_something_to_do_and_a_reason(tmp_path: Path) -> None:

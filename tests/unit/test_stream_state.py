@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gateway.dsp.params import ProcessingParams
 from gateway.errors import Overloaded
 from gateway.schemas import DetectOptions
 from gateway.services.stream import BlockGeometry, SampleQueue, StreamState, process_ready, retrying
@@ -54,6 +55,28 @@ async def run(x: np.ndarray, cuts: list[int], flush_every: int) -> list[tuple[in
             async for block in process_ready(state, block_detect, DetectOptions(), final=last):
                 events += [(e["start"], e["end"]) for e in block.events]
     return events
+
+
+def test_every_block_is_thresholded_as_a_long_signal() -> None:
+    """A stream has no end to measure: each block asks for the long-signal threshold, short blocks too."""
+    seen: list[int | None] = []
+
+    async def recording(
+        signals: list[np.ndarray], options: DetectOptions, *, signal_samples: int | None = None
+    ) -> dict[str, Any]:
+        seen.append(signal_samples)
+        return await block_detect(signals, options)
+
+    async def scenario() -> None:
+        state = StreamState(GEOMETRY)
+        state.append(signal(1500))
+        async for _ in process_ready(state, recording, DetectOptions(), final=True):
+            pass
+
+    asyncio.run(scenario())
+    assert len(seen) >= 2 and all(n is not None and n >= 2**62 for n in seen)
+    params = ProcessingParams(long_signal_threshold=0.9, long_signal_samples=100_000)
+    assert DetectOptions().effective_params(params, seen[0]).threshold == 0.9
 
 
 def test_geometry_is_on_the_hop_grid() -> None:
