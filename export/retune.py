@@ -3,7 +3,8 @@
     python -m export.retune --version 1 --set threshold=0.6 --set 'phase_window=[0,90]' \
         --chosen-by runs/sweep_phase_short.json --chosen-by runs/sweep_phase_family.json
 
-Pick the values with export.sweep on the VALIDATION set first; `--chosen-by` files (its JSON reports) are
+`max_input_block` may change too: it leaves every signal no longer than its block as it was. Pick the
+values with export.sweep on the VALIDATION set first; `--chosen-by` files (its JSON reports) are
 recorded in the model card's `pd:retuned`, with the date and the changes, so the card says how the shipped
 processing was chosen. Only region-stage keys may change: the network's input (preprocessing, window) must
 stay what it was trained on. Evaluate afterwards (export.evaluate) and pass its report with --metrics (no
@@ -24,6 +25,10 @@ from export.sweep import REGION_STAGE
 from gateway import repository
 from gateway.dsp.params import ProcessingParams, parse_overrides
 
+#: Input params that leave every signal up to the block length as it was (the lengths the network was
+#: trained and validated on in short signals) and change only how a long signal's cap is applied.
+LONG_SIGNAL_INPUT = {"max_input_block"}
+
 
 def retune(
     repo: Path,
@@ -34,7 +39,7 @@ def retune(
     metrics: dict[str, Any] | None = None,
 ) -> ProcessingParams:
     """Write `changes` into version `version`'s processing (config.pbtxt) and model card."""
-    bad = sorted(set(changes) - REGION_STAGE)
+    bad = sorted(set(changes) - REGION_STAGE - LONG_SIGNAL_INPUT)
     if bad:
         raise ValueError(f"only region-stage params may change without new weights: {', '.join(bad)}")
     model_dir = repository.model_path(repo, name)

@@ -7,11 +7,16 @@
 Each --variant is KEY=JSON[,KEY=JSON...] over the model's processing params; only the region stage (threshold,
 region filters, rejection rules) may differ, since the probabilities are computed once. Never run it on the
 held-out or cross-generator sets: they are for the final report only.
+
+--pair-sigmas A adds to every whole 800,000-sample signal one opposite-polarity pair, A times the signal's
+noise sigma, at least 3,000 samples from any PD pulse (unlabelled, like all interference): does one large
+event far away change detection elsewhere? (It did, through the whole-signal input cap: `max_input_block`.)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -25,7 +30,7 @@ from export.sim import simulator
 from export.sim.scoring import Accumulator, regions_to_mask
 from gateway.dsp.params import ProcessingParams, parse_overrides
 from gateway.dsp.phase import AcFit, estimate_ac_phase
-from gateway.dsp.processing import preprocess_batch, run_pipeline
+from gateway.dsp.processing import _highpass, exact_median, preprocess_batch, run_pipeline
 from gateway.dsp.regions import find_region_arrays
 
 REGION_STAGE = {
@@ -78,6 +83,26 @@ def sweep(signals: list, params: ProcessingParams, infer: Any, variants: list[di
     return rows
 
 
+def with_far_pair(sim: Any, sigmas: float, params: ProcessingParams, rng: np.random.Generator) -> Any:
+    """`sim` plus one opposite-polarity pair (a PD-like pulse, then its 0.9x inverted twin 6 samples later)
+    of `sigmas` x the noise sigma of its high-passed signal, >= 3,000 samples from any labelled pulse."""
+    x = sim.signal.astype(np.float64)
+    hp = _highpass(x.astype(np.float32), params)
+    sigma = exact_median(np.abs(hp - exact_median(hp))) / 0.6745
+    for _ in range(100):
+        at = int(rng.integers(1000, x.size - 1000))
+        if not sim.mask[max(at - 3000, 0) : at + 3000].any():
+            break
+    t = np.arange(40)
+    pulse = np.exp(-t / 4.0) * (1.0 - np.exp(-t))
+    pulse *= sigmas * sigma / pulse.max()
+    x[at : at + 40] += pulse
+    x[at + 6 : at + 46] -= 0.9 * pulse
+    if np.array_equal(sim.signal, np.round(sim.signal)):  # an int8 recording stays one
+        x = np.round(np.clip(x, -128, 127))
+    return dataclasses.replace(sim, signal=x.astype(sim.signal.dtype, copy=False))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pd-gateway sweep", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
@@ -90,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-vsb-full", type=int, default=4)
     p.add_argument("--profile", choices=simulator.PROFILES, default="short")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--pair-sigmas", type=float, default=0.0, help="a large far pair in each whole signal")
     p.add_argument("--out", type=Path, required=True, help="writes <out>.json")
     args = p.parse_args(argv)
     if args.seed == 20261123:
@@ -107,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     params = params.replace(**parse_overrides(args.set or []))
     infer = ort_infer(onnx_bytes, args.threads)
     signals = heldout_set(args.n_signals, args.n_vsb_full, args.seed, args.profile)
+    if args.pair_sigmas > 0:
+        rng = np.random.default_rng(5)
+        for i, sim in enumerate(signals):
+            if sim.signal.size >= 800_000:
+                signals[i] = with_far_pair(sim, args.pair_sigmas, params, rng)
     # KEY=JSON items split at commas that start the next KEY= (a JSON list has commas of its own)
     variants = [parse_overrides(re.split(r",(?=[a-z_0-9]+=)", v)) for v in args.variant]
     rows = sweep(signals, params, infer, variants)

@@ -46,6 +46,12 @@ class ProcessingParams:
     max_input: after normalising, a signal whose max |x| exceeds this is scaled down to it, linearly, so
         pulse shapes survive (None = off). With "signal_mad" it keeps clean signals, whose noise level is
         near 0, from becoming huge inputs.
+    max_input_block: with `max_input`, the cap's scale is taken per block of this many samples instead
+        of over the whole signal (None = whole signal). Each block's factor is min(1, max_input / its
+        max |x|), lowered to its neighbours' smallest, and the factors are interpolated linearly between
+        block centres, so no sample exceeds the cap and the gain changes smoothly. A signal no longer than
+        one block is scaled exactly as with None. Without it one large interference event anywhere in a
+        whole 800,000-sample signal shrinks every pulse and the noise everywhere else (issue 11).
     valid_threshold: a signal is valid when max |preprocessed| > this; invalid signals are not inferred.
     threshold: probability above which a sample belongs to a PD region.
     long_signal_threshold / long_signal_samples: the threshold for signals of at least
@@ -88,6 +94,7 @@ class ProcessingParams:
     soft_clip: float | None = None
     noise_floor: float | None = None
     max_input: float | None = None
+    max_input_block: int | None = None
     valid_threshold: float = 0.1
     threshold: float = 0.5
     long_signal_threshold: float | None = None
@@ -129,6 +136,8 @@ class ProcessingParams:
             problems.append("noise_floor must be in (0, 1) or null")
         if self.max_input is not None and not self.max_input > 0:
             problems.append("max_input must be > 0 or null")
+        if self.max_input_block is not None and self.max_input_block < 2:
+            problems.append("max_input_block must be >= 2 or null")
         if self.screen_peak is not None and not self.screen_peak >= 0:
             problems.append("screen_peak must be >= 0 or null")
         if not self.mad_scale > 0:
@@ -199,6 +208,8 @@ def _type_problems(params: ProcessingParams) -> list[str]:
         value = getattr(params, f.name)
         if f.name in _BOOLS:
             ok = isinstance(value, bool)
+        elif f.name == "max_input_block":
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
         elif f.name in _INTS:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif f.name == "normalisation":

@@ -96,6 +96,24 @@ def _noise_floor(raw: np.ndarray, fraction: float | None) -> float:
     return floor
 
 
+def _cap(x: np.ndarray, cap: float, block: int | None) -> np.ndarray:
+    """`x` scaled down where its |x| exceeds `cap`: as a whole, or per `block` samples with a smooth gain
+    (see `ProcessingParams.max_input_block`)."""
+    if not x.size:
+        return x
+    if block is None or x.size <= block:
+        m = float(np.max(np.abs(x)))
+        return x * (cap / m) if m > cap else x
+    starts = np.arange(0, x.size, block)
+    peaks = np.maximum(np.maximum.reduceat(x, starts), -np.minimum.reduceat(x, starts))
+    if not (peaks > cap).any():
+        return x
+    gain = np.minimum(1.0, cap / np.maximum(peaks, 1e-300))
+    gain = np.minimum(gain, np.minimum(np.r_[gain[1:], 1.0], np.r_[1.0, gain[:-1]]))  # <= the neighbours
+    centres = (starts + np.minimum(starts + block, x.size) - 1) / 2.0
+    return x * np.interp(np.arange(x.size), centres, gain).astype(x.dtype, copy=False)
+
+
 def preprocess_batch(
     signals: Sequence[np.ndarray], params: ProcessingParams
 ) -> tuple[list[np.ndarray], np.ndarray]:
@@ -125,8 +143,7 @@ def preprocess_batch(
     elif params.normalisation == "signal_max":
         out = [x / m if x.size and (m := float(np.max(np.abs(x)))) > 0 else x for x in out]
     if params.max_input is not None:
-        cap = params.max_input
-        out = [x * (cap / m) if x.size and (m := float(np.max(np.abs(x)))) > cap else x for x in out]
+        out = [_cap(x, params.max_input, params.max_input_block) for x in out]
     if params.soft_clip is not None:  # bounded input whatever the pulse size: c * tanh(x / c)
         c = params.soft_clip
         out = [c * np.tanh(x / c) for x in out]

@@ -217,6 +217,32 @@ def test_max_input_scales_down_linearly_and_keeps_shape() -> None:
         DEFAULT_PARAMS.replace(max_input=0.0)
 
 
+@pytest.mark.parametrize("n", [5000, 8192, 8193, 60_000, 200_001, 800_000])
+def test_a_blockwise_cap_is_local_smooth_and_never_exceeded(n: int) -> None:
+    rng = np.random.default_rng(n)
+    x = rng.normal(0, 1.0, n)
+    spike = int(rng.integers(0, n))
+    x[spike] = 400.0
+    whole = DEFAULT_PARAMS.replace(normalisation="none", highpass_wn=None, max_input=20.0)
+    local = whole.replace(max_input_block=8192)
+    (a,), _ = preprocess_batch([x], whole)
+    (b,), _ = preprocess_batch([x], local)
+    assert np.max(np.abs(b)) <= 20.0 * (1 + 1e-6)  # the cap holds everywhere
+    if n <= 8192:
+        np.testing.assert_array_equal(a, b)  # one block: exactly the whole-signal cap
+        return
+    gain = b / np.where(x == 0, 1.0, x)
+    assert np.max(np.abs(np.diff(gain))) < 0.01  # a smooth gain: no step a window could take for a pulse
+    far = np.abs(np.arange(n) - spike) > 3 * 8192
+    assert np.any(far) or n < 100_000
+    np.testing.assert_allclose(gain[far], 1.0, rtol=1e-6)  # far from the spike nothing is scaled
+    assert np.all(gain <= 1.0 + 1e-6) and gain[spike] == pytest.approx(20.0 / 400.0, rel=1e-6)
+    with pytest.raises(ValueError, match="max_input_block"):
+        DEFAULT_PARAMS.replace(max_input_block=1)
+    with pytest.raises(ValueError, match="wrong type"):
+        DEFAULT_PARAMS.replace(max_input_block=8192.0)
+
+
 def test_carrier_removal_subtracts_carriers_and_keeps_pulses_and_noise() -> None:
     from export.sim.simulator import SimConfig, simulate
     from gateway.dsp.carriers import CARRIER_MIN_SAMPLES, remove_carriers
