@@ -286,6 +286,29 @@ class Bench:
             conn.close()
 
 
+def merge_rounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of interleaved rounds (the same paths in the same order each round) as one row per path: the
+    round with the median rate, plus every round's rate (`rounds_signals_per_s`) and, for the other paths,
+    the gateway's ratio to it in each round (`rounds_gateway_ratio`)."""
+    paths = list(dict.fromkeys((r["path"], r["clients"]) for r in rows))
+    per_path = {key: [r for r in rows if (r["path"], r["clients"]) == key] for key in paths}
+    if len({len(v) for v in per_path.values()}) != 1 or len(next(iter(per_path.values()))) < 2:
+        return rows
+    gateway = next((v for (path, _), v in per_path.items() if path == "gateway_npy"), None)
+    out = []
+    for key, runs in per_path.items():
+        rates = [r["signals_per_s"] for r in runs]
+        median = dict(sorted(runs, key=lambda r: r["signals_per_s"])[(len(runs) - 1) // 2])
+        median["rounds_signals_per_s"] = rates
+        if gateway is not None and key[0] != "gateway_npy":
+            median["rounds_gateway_ratio"] = [
+                round(g["signals_per_s"] / r, 2) if r > 0 else None
+                for g, r in zip(gateway, rates, strict=True)
+            ]
+        out.append(median)
+    return out
+
+
 def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per workload: the gateway's main row (.npy, main concurrency) against each other row."""
     out: dict[str, dict[str, float]] = {}
@@ -314,6 +337,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="pd_unet1d")
     p.add_argument("--version", type=int, default=None, help="default: the latest version")
     p.add_argument("--seconds", type=float, default=8.0, help="per row")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the four main rows (floor, direct, gateway, seed) this many times, interleaved; "
+        "each reports its median round and every round's gateway ratio",
+    )
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (in-process rows)")
     p.add_argument("--workloads", default="800k,7920")
     p.add_argument(
@@ -369,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         rows=bench.rows,
         ratios_gateway_over=ratios(bench.rows),
         seconds_per_row=args.seconds,
+        rounds=args.rounds,
         loadavg_1m_at_end=round(os.getloadavg()[0], 2),
         screen_peak=params.screen_peak,
         prepost_cpu_ms_per_signal=bench.prepost,
@@ -420,10 +451,13 @@ def _bench_workload(
 
     bench.gateway(wl, bodies, base, stats, "npy", 1)  # warm-up: connections, ORT arenas, caches
     bench.rows.pop()
-    bench.floor(wl, signals, batch)
-    bench.direct(wl, signals, grpc_url, batch, c)
-    bench.gateway(wl, bodies, base, stats, "npy", c)
-    bench.seed(wl, signals)
+    first = len(bench.rows)
+    for _ in range(bench.args.rounds):  # interleaved: a machine whose speed drifts slows every row alike
+        bench.floor(wl, signals, batch)
+        bench.direct(wl, signals, grpc_url, batch, c)
+        bench.gateway(wl, bodies, base, stats, "npy", c)
+        bench.seed(wl, signals)
+    bench.rows[first:] = merge_rounds(bench.rows[first:])
     if detail:
         for body in ("raw", "json"):
             bench.gateway(wl, bodies, base, stats, body, c)

@@ -58,7 +58,8 @@ def retune(
         # figures adds no history entry
         changed = sorted(k for k in changes if getattr(before, k) != getattr(params, k))
         if changed:
-            history = card.get("pd:retuned") if isinstance(card.get("pd:retuned"), list) else []
+            earlier = card.get("pd:retuned")
+            history: list[Any] = earlier if isinstance(earlier, list) else []
             history.append(
                 {
                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
