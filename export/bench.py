@@ -288,8 +288,9 @@ class Bench:
 
 def merge_rounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of interleaved rounds (the same paths in the same order each round) as one row per path: the
-    round with the median rate, plus every round's rate (`rounds_signals_per_s`) and, for the other paths,
-    the gateway's ratio to it in each round (`rounds_gateway_ratio`)."""
+    round with the median rate (the slower middle one for an even count), plus every round's rate
+    (`rounds_signals_per_s`) and, for the other paths, the gateway's ratio to it in each round
+    (`rounds_gateway_ratio`, whose median `ratios` reports)."""
     paths = list(dict.fromkeys((r["path"], r["clients"]) for r in rows))
     per_path = {key: [r for r in rows if (r["path"], r["clients"]) == key] for key in paths}
     if len({len(v) for v in per_path.values()}) != 1 or len(next(iter(per_path.values()))) < 2:
@@ -309,6 +310,15 @@ def merge_rounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _ratio(main: dict[str, Any], row: dict[str, Any]) -> float:
+    """The gateway's main row over `row`: with interleaved rounds, the median of the ratios taken within
+    each round (never one round's gateway over another round's row)."""
+    per_round = [v for v in row.get("rounds_gateway_ratio", []) if v is not None]
+    if per_round:
+        return round(float(np.median(per_round)), 2)
+    return round(main["signals_per_s"] / row["signals_per_s"], 2)
+
+
 def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per workload: the gateway's main row (.npy, main concurrency) against each other row."""
     out: dict[str, dict[str, float]] = {}
@@ -324,7 +334,7 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         if main is None:
             continue
         out[wl] = {
-            f"{r['path']}@{r['clients']}": round(main["signals_per_s"] / r["signals_per_s"], 2)
+            f"{r['path']}@{r['clients']}": _ratio(main, r)
             for r in rows
             if r["workload"] == wl and r is not main and r["signals_per_s"] > 0
         }
@@ -359,6 +369,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be >= 1")
     if args.quick:
         args.seconds, args.workloads = min(args.seconds, 1.0), "7920"
     workloads = [w for w in args.workloads.split(",") if w]

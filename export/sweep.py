@@ -85,14 +85,18 @@ def sweep(signals: list, params: ProcessingParams, infer: Any, variants: list[di
 
 def with_far_pair(sim: Any, sigmas: float, params: ProcessingParams, rng: np.random.Generator) -> Any:
     """`sim` plus one opposite-polarity pair (a PD-like pulse, then its 0.9x inverted twin 6 samples later)
-    of `sigmas` x the noise sigma of its high-passed signal, >= 3,000 samples from any labelled pulse."""
+    of `sigmas` x the noise sigma of its high-passed signal, >= 3,000 samples from any labelled pulse. An
+    int8 recording stays one: the pair is clipped at its rails, so on a noisy signal it is smaller than
+    asked (`far_pair_sigmas` gives what was added)."""
     x = sim.signal.astype(np.float64)
     hp = _highpass(x.astype(np.float32), params)
     sigma = exact_median(np.abs(hp - exact_median(hp))) / 0.6745
     for _ in range(100):
         at = int(rng.integers(1000, x.size - 1000))
-        if not sim.mask[max(at - 3000, 0) : at + 3000].any():
+        if not sim.mask[max(at - 3000, 0) : at + 46 + 3000].any():
             break
+    else:
+        raise ValueError("no place 3,000 samples from every PD pulse for the far pair")
     t = np.arange(40)
     pulse = np.exp(-t / 4.0) * (1.0 - np.exp(-t))
     pulse *= sigmas * sigma / pulse.max()
@@ -101,6 +105,14 @@ def with_far_pair(sim: Any, sigmas: float, params: ProcessingParams, rng: np.ran
     if np.array_equal(sim.signal, np.round(sim.signal)):  # an int8 recording stays one
         x = np.round(np.clip(x, -128, 127))
     return dataclasses.replace(sim, signal=x.astype(sim.signal.dtype, copy=False))
+
+
+def far_pair_sigmas(before: Any, after: Any, params: ProcessingParams) -> float:
+    """What `with_far_pair` added, in noise sigmas of the high-passed signal (half its peak to peak)."""
+    hp = _highpass(before.signal.astype(np.float32), params)
+    sigma = exact_median(np.abs(hp - exact_median(hp))) / 0.6745
+    d = after.signal.astype(np.float64) - before.signal.astype(np.float64)
+    return float((d.max() - d.min()) / 2.0 / sigma) if sigma > 0 else float("inf")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,16 +145,22 @@ def main(argv: list[str] | None = None) -> int:
     params = params.replace(**parse_overrides(args.set or []))
     infer = ort_infer(onnx_bytes, args.threads)
     signals = heldout_set(args.n_signals, args.n_vsb_full, args.seed, args.profile)
+    added: list[float] = []
     if args.pair_sigmas > 0:
         rng = np.random.default_rng(5)
         for i, sim in enumerate(signals):
             if sim.signal.size >= 800_000:
                 signals[i] = with_far_pair(sim, args.pair_sigmas, params, rng)
+                added.append(round(far_pair_sigmas(sim, signals[i], params), 1))
+        print(f"far pairs added, in noise sigmas (int8 rails clip them): {added}")
     # KEY=JSON items split at commas that start the next KEY= (a JSON list has commas of its own)
     variants = [parse_overrides(re.split(r",(?=[a-z_0-9]+=)", v)) for v in args.variant]
     rows = sweep(signals, params, infer, variants)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.out}.json").write_text(json.dumps({"argv": argv or sys.argv[1:], "rows": rows}, indent=2))
+    report: dict[str, Any] = {"argv": argv or sys.argv[1:], "rows": rows}
+    if added:
+        report["far_pair_sigmas"] = added
+    Path(f"{args.out}.json").write_text(json.dumps(report, indent=2))
     for row in rows:
         extra = "  ".join(f"{k} fp {row[k]['fp']}" for k in ("pd:free", "regime:vsb_full") if k in row)
         print(

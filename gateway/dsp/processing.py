@@ -108,7 +108,9 @@ def _cap(x: np.ndarray, cap: float, block: int | None) -> np.ndarray:
     peaks = np.maximum(np.maximum.reduceat(x, starts), -np.minimum.reduceat(x, starts))
     if not (peaks > cap).any():
         return x
-    gain = np.minimum(1.0, cap / np.maximum(peaks, 1e-300))
+    gain = np.ones(peaks.size)
+    over = peaks > cap
+    gain[over] = cap / peaks[over].astype(np.float64)
     gain = np.minimum(gain, np.minimum(np.r_[gain[1:], 1.0], np.r_[1.0, gain[:-1]]))  # <= the neighbours
     centres = (starts + np.minimum(starts + block, x.size) - 1) / 2.0
     return x * np.interp(np.arange(x.size), centres, gain).astype(x.dtype, copy=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from export.bench import merge_rounds
+from export.bench import merge_rounds, ratios
 from export.bench_report import render_markdown
 
 
@@ -31,6 +31,9 @@ def test_rounds_merge_into_the_median_round_with_each_rounds_ratio() -> None:
     assert "rounds_gateway_ratio" not in gateway
     assert seed["rounds_gateway_ratio"] == [3.0, 2.5, 2.0]  # the same round's rates, not the medians'
     assert merge_rounds(rows[:4]) == rows[:4]  # one round: unchanged
+    # the reported ratio is the median of the within-round ratios, not median gateway / median seed
+    assert ratios(merged)["800k"]["seed_algorithm@1"] == 2.5
+    assert ratios(merged)["800k"]["floor@1"] == 0.62  # rounds 0.6, 0.75, 0.62
 
 
 def test_the_report_shows_the_rounds() -> None:

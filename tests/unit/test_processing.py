@@ -237,6 +237,11 @@ def test_a_blockwise_cap_is_local_smooth_and_never_exceeded(n: int) -> None:
     assert np.any(far) or n < 100_000
     np.testing.assert_allclose(gain[far], 1.0, rtol=1e-6)  # far from the spike nothing is scaled
     assert np.all(gain <= 1.0 + 1e-6) and gain[spike] == pytest.approx(20.0 / 400.0, rel=1e-6)
+    silent = np.zeros(3 * 8192, np.float32)  # an all-zero block beside a capped one: no 0/0
+    silent[-1] = 400.0
+    with np.errstate(all="raise"):
+        (z,), _ = preprocess_batch([silent], local)
+    assert np.max(np.abs(z)) <= 20.0 * (1 + 1e-6) and not np.any(z[:8192])
     with pytest.raises(ValueError, match="max_input_block"):
         DEFAULT_PARAMS.replace(max_input_block=1)
     with pytest.raises(ValueError, match="wrong type"):

@@ -85,7 +85,12 @@ def test_retune_refuses_the_networks_input_and_writes_nothing(tmp_path: Path, ca
     repo, sweep = _repo(tmp_path), _sweep(tmp_path)
     config = (repo / "pd_unet1d" / "config.pbtxt").read_bytes()
     card = (repo / "pd_unet1d" / "1" / "model_card.json").read_bytes()
-    for bad in (["--set", "mad_scale=2.0"], ["--set", "threshold=1.5"], ["--set", "nope=1"]):
+    for bad in (
+        ["--set", "mad_scale=2.0"],
+        ["--set", "threshold=1.5"],
+        ["--set", "nope=1"],
+        ["--set", "max_input_block=8192"],  # would rescale short training signals
+    ):
         assert main(["--repo", str(repo), "--version", "1", *bad, "--chosen-by", str(sweep)]) == 1
         assert "nothing written" in capsys.readouterr().err
     not_a_sweep = tmp_path / "x.json"

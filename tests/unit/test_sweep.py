@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from export.evaluate import heldout_item
-from export.sweep import with_far_pair
+from export.sweep import far_pair_sigmas, with_far_pair
 from gateway.dsp.params import DEFAULT_PARAMS
 
 
@@ -19,3 +19,4 @@ def test_a_far_pair_is_large_unlabelled_away_from_pd_and_keeps_int8() -> None:
     assert np.array_equal(out.signal, np.round(out.signal)) and np.abs(out.signal).max() <= 128
     assert out.signal[changed].max() > 0 > out.signal[changed].min()  # both polarities
     assert np.array_equal(out.mask, sim.mask) and out.pulses == sim.pulses  # interference: no label
+    assert 1.0 < far_pair_sigmas(sim, out, DEFAULT_PARAMS) < 400.0  # clipped at the int8 rails
