@@ -83,11 +83,13 @@ def sweep(signals: list, params: ProcessingParams, infer: Any, variants: list[di
     return rows
 
 
-def with_far_pair(sim: Any, sigmas: float, params: ProcessingParams, rng: np.random.Generator) -> Any:
+def with_far_pair(
+    sim: Any, sigmas: float, params: ProcessingParams, rng: np.random.Generator
+) -> tuple[Any, float]:
     """`sim` plus one opposite-polarity pair (a PD-like pulse, then its 0.9x inverted twin 6 samples later)
-    of `sigmas` x the noise sigma of its high-passed signal, >= 3,000 samples from any labelled pulse. An
-    int8 recording stays one: the pair is clipped at its rails, so on a noisy signal it is smaller than
-    asked (`far_pair_sigmas` gives what was added)."""
+    of `sigmas` x the noise sigma of its high-passed signal, >= 3,000 samples from any labelled pulse, and
+    the pair actually added in those sigmas (half its peak to peak). An int8 recording stays one: the pair
+    is clipped at its rails, so on a noisy signal it is smaller than asked."""
     x = sim.signal.astype(np.float64)
     hp = _highpass(x.astype(np.float32), params)
     sigma = exact_median(np.abs(hp - exact_median(hp))) / 0.6745
@@ -104,15 +106,10 @@ def with_far_pair(sim: Any, sigmas: float, params: ProcessingParams, rng: np.ran
     x[at + 6 : at + 46] -= 0.9 * pulse
     if np.array_equal(sim.signal, np.round(sim.signal)):  # an int8 recording stays one
         x = np.round(np.clip(x, -128, 127))
-    return dataclasses.replace(sim, signal=x.astype(sim.signal.dtype, copy=False))
-
-
-def far_pair_sigmas(before: Any, after: Any, params: ProcessingParams) -> float:
-    """What `with_far_pair` added, in noise sigmas of the high-passed signal (half its peak to peak)."""
-    hp = _highpass(before.signal.astype(np.float32), params)
-    sigma = exact_median(np.abs(hp - exact_median(hp))) / 0.6745
-    d = after.signal.astype(np.float64) - before.signal.astype(np.float64)
-    return float((d.max() - d.min()) / 2.0 / sigma) if sigma > 0 else float("inf")
+    out = dataclasses.replace(sim, signal=x.astype(sim.signal.dtype, copy=False))
+    d = out.signal.astype(np.float64) - sim.signal.astype(np.float64)
+    added = float((d.max() - d.min()) / 2.0 / sigma) if sigma > 0 else float("inf")
+    return out, added
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(5)
         for i, sim in enumerate(signals):
             if sim.signal.size >= 800_000:
-                signals[i] = with_far_pair(sim, args.pair_sigmas, params, rng)
-                added.append(round(far_pair_sigmas(sim, signals[i], params), 1))
+                signals[i], size = with_far_pair(sim, args.pair_sigmas, params, rng)
+                added.append(round(size, 1))
         print(f"far pairs added, in noise sigmas (int8 rails clip them): {added}")
     # KEY=JSON items split at commas that start the next KEY= (a JSON list has commas of its own)
     variants = [parse_overrides(re.split(r",(?=[a-z_0-9]+=)", v)) for v in args.variant]
