@@ -10,7 +10,7 @@ the functions with the most CPU per request, inclusive (`ttot`) and in their own
 Why yappi and not cProfile: at 800,000 samples `prepare` and `finish` run in worker threads, which
 cProfile does not see; and py-spy attached to this gateway once crashed the embedded Triton (README,
 Performance). yappi's own overhead inflates every figure: read them as shares of the gateway's CPU.
-Needs `pip install yappi` (not a dependency of the product).
+yappi comes with `make setup-dev` (a dev dependency, not one of the product's).
 """
 
 from __future__ import annotations
