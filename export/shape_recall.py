@@ -1,9 +1,11 @@
 """Recall of a model per PD pulse shape, at a few SNRs: which shapes a network has learned to drop.
 
 Own simulator only (seed regime, PD pulses and white noise, no interference), every pulse of one shape:
-the simulator's four PD models, plus two it does not train on, for diagnosis: a Mexican hat (side lobes
-0.45 of the peak) and a Gaussian derivative (a symmetric bipolar impulse, which the family profile treats
-as interference). Not a test set: nothing here chooses a run or a threshold.
+the simulator's four PD models; damped pulses past the family's ranges (long tails, tau1 15-80 samples;
+fast ringing, 0.25-0.5 cycles/sample; long ringing pulses), which the "wide" profile adds; and two shapes
+no profile trains on, for diagnosis: a Mexican hat (side lobes 0.45 of the peak) and a Gaussian derivative
+(a symmetric bipolar impulse, which the family profile treats as interference). Not a test set: nothing
+here chooses a run or a threshold.
 
     python -m export.shape_recall --onnx model_repository/pd_unet1d/1/model.onnx
 """
@@ -40,8 +42,22 @@ def _symmetric(fn: Callable[[np.ndarray, float], np.ndarray]) -> Shape:
     return draw
 
 
+def _damped(tau: tuple[float, float], ratio: tuple[float, float], freq: tuple[float, float]) -> Shape:
+    """A damped pulse with tau1 log-uniform in `tau`, tau2/tau1 and the ringing frequency uniform."""
+
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        tau1 = waveforms.log_uniform(rng, *tau)
+        return waveforms.damped(tau1, tau1 * rng.uniform(*ratio), rng.uniform(*freq), rng.random())
+
+    return draw
+
+
 SHAPES: dict[str, Shape] = {
     **{kind: (lambda rng, kind=kind: waveforms.pd_waveform(rng, kind)) for kind in waveforms.PD_KINDS},
+    # the literature's damped pulses beyond the family's ranges (profile "wide" trains on them)
+    "exp_long": _damped((15.0, 80.0), (0.02, 0.45), (0.0, 0.0)),
+    "osc_fast": _damped((4.0, 25.0), (0.05, 0.3), (0.25, 0.5)),
+    "osc_long": _damped((25.0, 80.0), (0.02, 0.3), (0.02, 0.25)),
     "mexican_hat": _symmetric(lambda t, s: (1.0 - (t / s) ** 2) * np.exp(-0.5 * (t / s) ** 2)),
     "gauss_derivative": _symmetric(lambda t, s: -(t / s) * np.exp(-0.5 * (t / s) ** 2)),
 }
@@ -57,7 +73,7 @@ def shape_recall(
     """{shape: {snr: recall}} over `signals` seed-regime signals of 8 pulses per SNR."""
     out: dict[str, dict[str, float]] = {}
     for name, draw in SHAPES.items():
-        with mock.patch.object(simulator, "pd_waveform", lambda rng, kind, draw=draw: draw(rng)):
+        with mock.patch.object(simulator, "pd_waveform", lambda rng, kind, wide=False, draw=draw: draw(rng)):
             sims = [
                 (
                     snr,

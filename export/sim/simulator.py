@@ -2,12 +2,14 @@
 
 A signal is the sum of an AC sinusoid, PD pulses, white noise, discrete spectral carriers and non-PD pulse
 interference (opposite-polarity pairs and pulse trains). Only PD pulses are labelled in `mask`.
-Three profiles (`random_config(profile=...)`): "short" (the held-out set's, unchanged: pairs and trains of
+Four profiles (`random_config(profile=...)`): "short" (the held-out set's, unchanged: pairs and trains of
 very short pulses), "family" (training: pairs, bipolar impulses, trains and impulsive bursts built from the
 PD pulse family itself, plus domain randomisation: two more pulse models (Gaussian bumps, Gaussian-windowed
 oscillations), baseline wander and int8 re-quantisation of whole signals; export.sim.interference) and
 "noisy" ("family", then non-white noise of the same variance: AR(1) low-pass for 30 % of signals, Student-t
-tails for 15 %; "family" signals are bit-identical to before "noisy" existed).
+tails for 15 %; "family" signals are bit-identical to before "noisy" existed) and "wide" ("family", then
+20-60 % of its damped pulses from wider ranges: tails up to 80 samples, ringing up to Nyquist;
+waveforms.pd_waveform(wide=True)).
 Everything is drawn from `np.random.default_rng(seed)`: the same config and seed give bit-identical output.
 
 Conventions
@@ -47,8 +49,8 @@ VSB_FS_HZ = 40e6  # VSB: 800,000 samples per 20 ms
 REGIMES = ("vsb", "seed", "mixed")
 INTERFERENCE_KINDS = ("spectral", "pair", "train", "bipolar", "impulsive")
 _SHORT_KINDS = INTERFERENCE_KINDS[:3]  # what the "short" profile draws
-PROFILES = ("short", "family", "noisy")
-_FAMILY_PROFILES = PROFILES[1:]  # "noisy" is "family" plus non-white noise
+PROFILES = ("short", "family", "noisy", "wide")
+_FAMILY_PROFILES = PROFILES[1:]  # "noisy" is "family" plus non-white noise, "wide" plus wider pulses
 #: AC phase windows [lo, hi) deg where PD pulses peak: the quarters where |AC| rises.
 PD_PHASE_WINDOWS: tuple[tuple[float, float], ...] = ((0.0, 90.0), (180.0, 270.0))
 #: What SimulatedSignal.kinds can contain.
@@ -115,6 +117,7 @@ class SimConfig:
     requantize_peak: float | None = None  # round the whole signal to integers with this max |value|
     noise_pole: float = 0.0  # AR(1) coefficient of the noise: 0 = white, towards 1 = low-pass (coloured)
     noise_df: float | None = None  # Student-t degrees of freedom (> 2) for heavy tails; None = Gaussian
+    wide_fraction: float = 0.0  # probability that an "exp"/"osc" PD pulse takes waveforms' wide ranges
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or not self.samples_per_cycle > 0 or not self.power_freq_hz > 0:
@@ -124,8 +127,8 @@ class SimConfig:
             raise ValueError("counts must be >= 0")
         if self.pd_amplitude < 0 or self.spectral_amplitude < 0 or self.ac_amplitude < 0:
             raise ValueError("amplitudes must be >= 0")
-        if not (0 <= self.osc_fraction <= 1 and 0 <= self.polarity_bias <= 1):
-            raise ValueError("osc_fraction and polarity_bias must be in [0, 1]")
+        if not all(0 <= f <= 1 for f in (self.osc_fraction, self.polarity_bias, self.wide_fraction)):
+            raise ValueError("osc_fraction, polarity_bias and wide_fraction must be in [0, 1]")
         if not -1 < self.noise_pole < 1 or (self.noise_df is not None and not self.noise_df > 2):
             raise ValueError("noise_pole must be in (-1, 1) and noise_df > 2")
 
@@ -230,7 +233,8 @@ def _place_pd(rng: np.random.Generator, cfg: SimConfig, pd: np.ndarray) -> tuple
             kind = "gauss"
         if cfg.gabor_fraction > 0 and rng.random() < cfg.gabor_fraction:
             kind = "gabor"
-        wave, k = pd_waveform(rng, kind)
+        wide = cfg.wide_fraction > 0 and kind in ("exp", "osc") and rng.random() < cfg.wide_fraction
+        wave, k = pd_waveform(rng, kind, wide)
         mag = cfg.pd_amplitude * float(np.clip(rng.lognormal(0.0, 0.35), 0.3, 3.0))
         a = None
         for peak in cand[ci : ci + 40]:
@@ -344,7 +348,8 @@ def random_config(
     interference: exactly these of "spectral", "pair", "train" (``()`` = none); None draws each at random.
     n_pd: fixed PD pulse count; None = 0 with probability `pd_free_prob`, else 1..min(24, n/400).
     profile: "short" (the held-out and validation sets), "family" (PD-family interference and domain
-    randomisation, drawn after everything "short" draws) or "noisy" ("family", then non-white noise).
+    randomisation, drawn after everything "short" draws), "noisy" ("family", then non-white noise) or
+    "wide" ("family", then wider damped pulses).
     """
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES}")
@@ -448,6 +453,10 @@ def random_config(
             # teaching the network that a noise bump of that size is PD.
             snr += 5.0 * math.log10((1.0 + pole) / (1.0 - pole))
         cfg = replace(cfg, noise_pole=pole, noise_df=df, snr_db=snr)
+    if profile == "wide":  # drawn last too: "wide" signals are "family" signals with some pulses wider
+        # The family's damped pulses last a few to ~40 samples and oscillate below 0.25 cycles/sample; the
+        # literature's (pd-domain.md) last up to 2 us and ring at 10-40 MHz, at 40 MS/s up to Nyquist.
+        cfg = replace(cfg, wide_fraction=float(rng.uniform(0.2, 0.6)))
     return cfg
 
 

@@ -79,8 +79,26 @@ def gabor(rng: np.random.Generator) -> tuple[np.ndarray, int]:
     return wave / wave[k], k
 
 
-def pd_waveform(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, int]:
-    """Unit PD pulse, tau in samples: supports of a few to a few tens of samples."""
+#: Simulator profile "wide": damped pulses over the literature's ranges at the VSB rate of 40 MS/s
+#: (pd-domain.md: tau1 0.3-2 us = 12-80 samples, oscillation 10-40 MHz = 0.25 cycles/sample up to Nyquist).
+WIDE_MAX_TAU = 80.0
+WIDE_MAX_FREQ = 0.5
+
+
+def pd_waveform(rng: np.random.Generator, kind: str, wide: bool = False) -> tuple[np.ndarray, int]:
+    """Unit PD pulse, tau in samples: supports of a few to a few tens of samples.
+
+    wide: an "exp" or "osc" pulse from the wider ranges (profile "wide"): tails of 10-80 samples, and
+    oscillations up to Nyquist that last at least one period per tau1, so a fast oscillating pulse shows
+    several decaying lobes (a pair, interference, has two).
+    """
+    if wide and kind == "osc":
+        fc = rng.uniform(0.02, WIDE_MAX_FREQ)
+        tau1 = log_uniform(rng, max(2.0, 1.0 / fc), WIDE_MAX_TAU)
+        return damped(tau1, tau1 * rng.uniform(0.02, 0.3), fc, rng.random())
+    if wide and kind == "exp":
+        tau1 = log_uniform(rng, 10.0, WIDE_MAX_TAU)
+        return damped(tau1, tau1 * rng.uniform(0.02, 0.45), 0.0, rng.random())
     if kind == "gabor":
         return gabor(rng)
     if kind == "gauss":

@@ -232,3 +232,35 @@ def test_only_the_noisy_profile_colours_the_noise_and_the_others_keep_their_draw
         _config(noise_df=2.0)
     with pytest.raises(ValueError, match="noise_pole"):
         _config(noise_pole=1.0)
+
+
+def test_wide_profile_is_family_with_wider_damped_pulses() -> None:
+    family = sim.make_dataset(60, seed=4, profile="family")
+    wide = sim.make_dataset(60, seed=4, profile="wide")
+    assert all(s.config.wide_fraction == 0.0 for s in (*family, *sim.make_dataset(60, seed=4)))
+    for f, w in zip(family, wide, strict=True):  # drawn last: the same configs but for wide_fraction
+        assert 0.2 <= w.config.wide_fraction <= 0.6
+        assert dataclasses.replace(w.config, wide_fraction=0.0) == f.config
+    # pulses no family signal has: supports past 100 samples (tails up to 80 samples' decay constant)
+    assert max(p.end - p.start for s in family for p in s.pulses) < 100
+    assert sum(p.end - p.start > 100 for s in wide for p in s.pulses) >= 10
+    with pytest.raises(ValueError, match="wide_fraction"):
+        _config(wide_fraction=1.5)
+
+
+def test_wide_oscillations_ring_fast_and_show_several_decaying_lobes() -> None:
+    rng = np.random.default_rng(0)
+    fast = 0
+    for _ in range(300):
+        wave, k = pd_waveform(rng, "osc", wide=True)
+        assert wave[k] == 1.0 and np.max(np.abs(wave)) == 1.0
+        spectrum = np.abs(np.fft.rfft(wave, 4096))
+        freq = np.argmax(spectrum) / 4096
+        fast += freq > 0.25
+        # at least one period per tau1: over 5 % of the peak, the pulse changes sign at least twice
+        big = wave[np.abs(wave) > 0.05]
+        assert np.count_nonzero(np.diff(np.sign(big))) >= 2
+    assert fast > 60  # about half the draws ring above 0.25 cycles/sample, which "family" never does
+    for _ in range(100):
+        wave, _ = pd_waveform(rng, "exp", wide=True)
+        assert np.all(wave >= 0)  # still a unipolar damped exponential, only longer
