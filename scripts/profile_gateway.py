@@ -36,17 +36,23 @@ def client_main(url: str, workload: str, clients: int, seconds: float) -> int:
 
     bodies = [npy(x) for x in make_signals(workload, 4 if workload == "800k" else 16)]
 
+    # one kept-alive connection per client, as the bench does
+    conns = [httpx.Client(base_url=url, timeout=600) for _ in range(clients)]
+
     def work(c: int, i: int) -> int:
-        with httpx.Client(base_url=url, timeout=600) as http:
-            r = http.post(
-                "/v1/detect",
-                content=bodies[(c + i) % len(bodies)],
-                headers={"content-type": "application/x-npy"},
-            )
+        r = conns[c].post(
+            "/v1/detect",
+            content=bodies[(c + i) % len(bodies)],
+            headers={"content-type": "application/x-npy"},
+        )
         r.raise_for_status()
         return 1
 
-    result = run_for(seconds, clients, work)
+    try:
+        result = run_for(seconds, clients, work)
+    finally:
+        for conn in conns:
+            conn.close()
     print(f"requests={result['signals']:.0f}")
     return 0
 
