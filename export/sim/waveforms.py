@@ -79,8 +79,9 @@ def gabor(rng: np.random.Generator) -> tuple[np.ndarray, int]:
     return wave / wave[k], k
 
 
-#: Simulator profile "wide": damped pulses over the literature's ranges at the VSB rate of 40 MS/s
-#: (pd-domain.md: tau1 0.3-2 us = 12-80 samples, oscillation 10-40 MHz = 0.25 cycles/sample up to Nyquist).
+#: Simulator profile "wide": damped pulses nearer the literature's illustrative ranges (pd-domain.md: tau1
+#: 0.3-2 us, 12-80 samples at the VSB's 40 MS/s; ringing at 10-40 MHz, 0.1-0.4 cycles/sample at the 100 MS/s
+#: those are given for, aliased at lower rates: we take 0.02 cycles/sample up to Nyquist).
 WIDE_MAX_TAU = 80.0
 WIDE_MAX_FREQ = 0.5
 
@@ -88,9 +89,9 @@ WIDE_MAX_FREQ = 0.5
 def pd_waveform(rng: np.random.Generator, kind: str, wide: bool = False) -> tuple[np.ndarray, int]:
     """Unit PD pulse, tau in samples: supports of a few to a few tens of samples.
 
-    wide: an "exp" or "osc" pulse from the wider ranges (profile "wide"): tails of 10-80 samples, and
-    oscillations up to Nyquist that last at least one period per tau1, so a fast oscillating pulse shows
-    several decaying lobes (a pair, interference, has two).
+    wide: an "exp" or "osc" pulse from the wider ranges (profile "wide"): decay constants tau1 of 10-80
+    samples (supports up to ~240), and oscillations up to Nyquist that last at least one period per tau1, so
+    a fast oscillating pulse shows several decaying lobes (a pair, interference, has two).
     """
     if wide and kind == "osc":
         fc = rng.uniform(0.02, WIDE_MAX_FREQ)
