@@ -8,7 +8,7 @@ PD pulse family itself, plus domain randomisation: two more pulse models (Gaussi
 oscillations), baseline wander and int8 re-quantisation of whole signals; export.sim.interference) and
 "noisy" ("family", then non-white noise of the same variance: AR(1) low-pass for 30 % of signals, Student-t
 tails for 15 %; "family" signals are bit-identical to before "noisy" existed) and "wide" ("family", then
-20-60 % of its damped pulses from wider ranges: tails up to 80 samples, ringing up to Nyquist;
+20-60 % of its damped pulses from wider ranges: decay constants up to 80 samples, ringing up to Nyquist;
 waveforms.pd_waveform(wide=True)).
 Everything is drawn from `np.random.default_rng(seed)`: the same config and seed give bit-identical output.
 
@@ -454,8 +454,8 @@ def random_config(
             snr += 5.0 * math.log10((1.0 + pole) / (1.0 - pole))
         cfg = replace(cfg, noise_pole=pole, noise_df=df, snr_db=snr)
     if profile == "wide":  # drawn last too: "wide" signals are "family" signals with some pulses wider
-        # The family's damped pulses last a few to ~40 samples and oscillate below 0.25 cycles/sample; the
-        # literature's (pd-domain.md) last up to 2 us and ring at 10-40 MHz, at 40 MS/s up to Nyquist.
+        # The family's damped pulses decay with tau1 up to 15-25 samples and ring below 0.25 cycles/sample;
+        # pd-domain.md's illustrative ranges reach tau1 = 2 us (80 samples at 40 MS/s) and ring faster.
         cfg = replace(cfg, wide_fraction=float(rng.uniform(0.2, 0.6)))
     return cfg
 
