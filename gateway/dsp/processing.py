@@ -106,10 +106,10 @@ def _cap(x: np.ndarray, cap: float, block: int | None) -> np.ndarray:
         return x * (cap / m) if m > cap else x
     starts = np.arange(0, x.size, block)
     peaks = np.maximum(np.maximum.reduceat(x, starts), -np.minimum.reduceat(x, starts))
-    if not (peaks > cap).any():
+    over = peaks > cap
+    if not over.any():
         return x
     gain = np.ones(peaks.size)
-    over = peaks > cap
     gain[over] = cap / peaks[over].astype(np.float64)
     gain = np.minimum(gain, np.minimum(np.r_[gain[1:], 1.0], np.r_[1.0, gain[:-1]]))  # <= the neighbours
     centres = (starts + np.minimum(starts + block, x.size) - 1) / 2.0
