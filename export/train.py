@@ -36,13 +36,50 @@ ARGS_FILE = "train_args.json"
 
 
 def loss_fn(
-    logits: torch.Tensor, target: torch.Tensor, pos_weight: float, dice_weight: float
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    pos_weight: float,
+    dice_weight: float,
+    teacher: torch.Tensor | None = None,
+    distill_weight: float = 0.0,
 ) -> torch.Tensor:
-    """BCE with pos_weight (PD samples are rare) + batch-level soft Dice (defined on PD-free windows too)."""
+    """BCE with pos_weight (PD samples are rare) + batch-level soft Dice (defined on PD-free windows too).
+
+    teacher: probabilities of a reference model on the same windows (learning without forgetting): with
+    distill_weight > 0 a second BCE pulls the output towards max(label, teacher), i.e. the teacher's
+    answer wherever the label says "no PD" and the label wherever it says PD. A fine-tune then learns new
+    pulses from the labels without drifting from the reference model's answers on everything else.
+    """
     bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(pos_weight))
     p = torch.sigmoid(logits)
     dice = 1.0 - (2.0 * (p * target).sum() + 1.0) / (p.sum() + target.sum() + 1.0)
-    return bce + dice_weight * dice
+    loss = bce + dice_weight * dice
+    if teacher is not None and distill_weight > 0:
+        soft = torch.maximum(target, teacher)
+        loss = loss + distill_weight * F.binary_cross_entropy_with_logits(logits, soft)
+    return loss
+
+
+def load_teacher(args: argparse.Namespace, params: ProcessingParams) -> torch.nn.Module | None:
+    """The frozen reference model of --distill-onnx (eval mode: exactly the ONNX file's outputs), or None."""
+    path = getattr(args, "distill_onnx", None)
+    if not path or not getattr(args, "distill_weight", 0.0):
+        return None
+    from export.onnx_init import load_onnx_weights
+
+    teacher = UNet1D(
+        1,
+        1,
+        args.widths,
+        args.dilations,
+        stem_kernel=getattr(args, "stem_kernel", 0),
+        stem_channels=getattr(args, "stem_channels", 0),
+    )
+    load_onnx_weights(teacher, path, calibration_batch(args, params, teacher))
+    teacher.eval()
+    for q in teacher.parameters():
+        q.requires_grad_(False)
+    return teacher
 
 
 def _parse_ints(text: str) -> tuple[int, ...]:
@@ -146,6 +183,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     fresh = bool(getattr(args, "fresh_noise", False))
     mix = Mix(getattr(args, "profile", "short"), getattr(args, "long_fraction", 0.0))
     pool = Pool(args.seed, params, args.pool, args.refresh_count, low_snr, fresh, mix)
+    teacher = load_teacher(args, params)
+    distill_weight = float(getattr(args, "distill_weight", 0.0) or 0.0) if teacher is not None else 0.0
     t0, losses, start_step = time.monotonic(), [], step
     items = pool.at_round(step // args.refresh)
 
@@ -167,6 +206,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "profile": mix.profile,
                 "long_fraction": mix.long_fraction,
                 "init_onnx": str(init_onnx) if init_onnx else None,
+                "distill_onnx": getattr(args, "distill_onnx", None) if teacher is not None else None,
+                "distill_weight": distill_weight,
                 "seed": args.seed,
                 "signals_seen": (step // args.refresh) * args.refresh_count + args.pool,
                 "windows_seen": step * args.batch,
@@ -194,7 +235,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if step % args.refresh == 0 and step:
             items = pool.at_round(step // args.refresh)
         x, y = sample_batch(rng, items, args.batch, params.window, args.event_fraction, fresh)
-        loss = loss_fn(model(torch.from_numpy(x)), torch.from_numpy(y), args.pos_weight, args.dice_weight)
+        xt = torch.from_numpy(x)
+        soft = None
+        if teacher is not None:
+            with torch.no_grad():
+                soft = torch.sigmoid(teacher(xt))
+        yt = torch.from_numpy(y)
+        loss = loss_fn(model(xt), yt, args.pos_weight, args.dice_weight, soft, distill_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -244,6 +291,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--long-fraction", type=float, default=0.0, help="share of long int8 VSB-format signals")
     p.add_argument("--init-onnx", help="fine-tune: start from this ONNX model's weights (same widths)")
+    p.add_argument(
+        "--distill-onnx",
+        help="reference model (same widths) whose answers the fine-tune keeps where the label is 0",
+    )
+    p.add_argument("--distill-weight", type=float, default=0.0, help="weight of that term (0: off)")
     p.add_argument("--pool", type=int, default=96, help="signals held in memory")
     p.add_argument("--refresh", type=int, default=25, help="steps between pool refreshes")
     p.add_argument("--refresh-count", type=int, default=12, help="signals replaced per refresh")

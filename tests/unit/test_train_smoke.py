@@ -107,3 +107,45 @@ def test_fresh_noise_redraws_only_the_white_noise() -> None:
     for bad in ((1.5, (0.0, 5.0)), (0.5, (5.0,)), (0.5, (5.0, 1.0))):
         with pytest.raises(ValueError, match="low-snr"):
             data.LowSnr(*bad)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "model_repository" / "pd_unet1d" / "1" / "model.onnx"
+
+
+def test_distillation_follows_the_teacher_only_where_the_label_is_0() -> None:
+    logits = torch.zeros(1, 1, 4, requires_grad=True)  # p = 0.5 everywhere
+    target = torch.tensor([[[0.0, 0.0, 1.0, 1.0]]])
+    teacher = torch.tensor([[[0.9, 0.1, 0.9, 0.1]]])
+    base = train.loss_fn(logits, target, 3.0, 0.0)
+    with_teacher = train.loss_fn(logits, target, 3.0, 0.0, teacher, 2.0)
+    grad_base = torch.autograd.grad(base, logits)[0][0, 0]
+    grad = torch.autograd.grad(with_teacher, logits)[0][0, 0] - grad_base
+    # BCE's gradient is (p - soft) / n: the teacher's 0.9 pulls a negative sample up, its 0.1 down,
+    # and on PD samples the label wins whatever the teacher says
+    assert grad.tolist() == pytest.approx([2 * (0.5 - 0.9) / 4, 2 * (0.5 - 0.1) / 4, -1 / 4, -1 / 4])
+    off = train.loss_fn(logits, target, 3.0, 0.0, teacher, 0.0)
+    assert off.item() == pytest.approx(base.item())
+
+
+def test_distillation_teacher_is_the_frozen_onnx_model(tmp_path: Path) -> None:
+    if not SHIPPED.exists():
+        pytest.skip(f"{SHIPPED} is not in this checkout")
+    out = tmp_path / "d"
+    widths = ("--widths", "8,16,32,64", "--dilations", "1,2,4,8")
+    tiny = [a for a in TINY if a not in ("4,8", "1,2", "--widths", "--dilations")]
+    argv = ["--out", str(out), "--steps", "2", *tiny, *widths, "--distill-onnx", str(SHIPPED)]
+    args = train._parser().parse_args([*argv, "--distill-weight", "1.5"])
+    args.argv = argv
+    teacher = train.load_teacher(args, train._processing(args))
+    assert teacher is not None and not teacher.training
+    assert all(not q.requires_grad for q in teacher.parameters())
+    from export.onnx_init import parity
+
+    x = np.random.default_rng(1).standard_normal((2, 1, 1024)).astype(np.float32)
+    assert parity(teacher, SHIPPED, x) < 1e-4
+    assert train.main([*argv, "--distill-weight", "1.5"]) == 0
+    _, meta = load_checkpoint(out / train.CHECKPOINT)
+    assert meta["training_data"]["distill_onnx"] == str(SHIPPED)
+    assert meta["training_data"]["distill_weight"] == 1.5
+    args.distill_weight = 0.0  # a path without a weight is off
+    assert train.load_teacher(args, train._processing(args)) is None
