@@ -55,7 +55,8 @@ class Mix:
     """What the training signals are made of beyond the regimes.
 
     profile: the simulator's profile ("short"; "family": PD-family interference and domain
-    randomisation; "noisy": "family" plus non-white noise; "wide": "family" plus wider damped pulses), or
+    randomisation; "noisy": "family" plus non-white noise; "wide": "family" plus wider damped pulses;
+    "wide_nopair": "wide" without pulses that ring like an opposite-polarity pair), or
     "both": "short" or "family" at random.
     long_fraction: share of signals that are long int8 VSB-format signals (131,072 to
     800,000 samples; a third of them whole 800,000-sample measurements), so the network sees as much

@@ -2,14 +2,16 @@
 
 A signal is the sum of an AC sinusoid, PD pulses, white noise, discrete spectral carriers and non-PD pulse
 interference (opposite-polarity pairs and pulse trains). Only PD pulses are labelled in `mask`.
-Four profiles (`random_config(profile=...)`): "short" (the held-out set's, unchanged: pairs and trains of
+Five profiles (`random_config(profile=...)`): "short" (the held-out set's, unchanged: pairs and trains of
 very short pulses), "family" (training: pairs, bipolar impulses, trains and impulsive bursts built from the
 PD pulse family itself, plus domain randomisation: two more pulse models (Gaussian bumps, Gaussian-windowed
 oscillations), baseline wander and int8 re-quantisation of whole signals; export.sim.interference) and
 "noisy" ("family", then non-white noise of the same variance: AR(1) low-pass for 30 % of signals, Student-t
 tails for 15 %; "family" signals are bit-identical to before "noisy" existed) and "wide" ("family", then
 20-60 % of its damped pulses from wider ranges: decay constants up to 80 samples, ringing up to Nyquist;
-waveforms.pd_waveform(wide=True)).
+waveforms.pd_waveform(wide=True)); "wide_nopair" is "wide" whose fast ringing lasts at least three periods
+per decay constant, so no PD pulse looks like an opposite-polarity pair (training; "wide" stays the
+validation profile).
 Everything is drawn from `np.random.default_rng(seed)`: the same config and seed give bit-identical output.
 
 Conventions
@@ -49,7 +51,7 @@ VSB_FS_HZ = 40e6  # VSB: 800,000 samples per 20 ms
 REGIMES = ("vsb", "seed", "mixed")
 INTERFERENCE_KINDS = ("spectral", "pair", "train", "bipolar", "impulsive")
 _SHORT_KINDS = INTERFERENCE_KINDS[:3]  # what the "short" profile draws
-PROFILES = ("short", "family", "noisy", "wide")
+PROFILES = ("short", "family", "noisy", "wide", "wide_nopair")
 _FAMILY_PROFILES = PROFILES[1:]  # "noisy" is "family" plus non-white noise, "wide" plus wider pulses
 #: AC phase windows [lo, hi) deg where PD pulses peak: the quarters where |AC| rises.
 PD_PHASE_WINDOWS: tuple[tuple[float, float], ...] = ((0.0, 90.0), (180.0, 270.0))
@@ -118,6 +120,7 @@ class SimConfig:
     noise_pole: float = 0.0  # AR(1) coefficient of the noise: 0 = white, towards 1 = low-pass (coloured)
     noise_df: float | None = None  # Student-t degrees of freedom (> 2) for heavy tails; None = Gaussian
     wide_fraction: float = 0.0  # probability that an "exp"/"osc" PD pulse takes waveforms' wide ranges
+    wide_min_periods: float = 1.0  # a wide oscillation's periods per tau1, at least (pd_waveform)
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or not self.samples_per_cycle > 0 or not self.power_freq_hz > 0:
@@ -131,6 +134,8 @@ class SimConfig:
             raise ValueError("osc_fraction, polarity_bias and wide_fraction must be in [0, 1]")
         if not -1 < self.noise_pole < 1 or (self.noise_df is not None and not self.noise_df > 2):
             raise ValueError("noise_pole must be in (-1, 1) and noise_df > 2")
+        if not self.wide_min_periods >= 1.0:
+            raise ValueError("wide_min_periods must be >= 1")
 
     @property
     def fs_hz(self) -> float:
@@ -234,7 +239,7 @@ def _place_pd(rng: np.random.Generator, cfg: SimConfig, pd: np.ndarray) -> tuple
         if cfg.gabor_fraction > 0 and rng.random() < cfg.gabor_fraction:
             kind = "gabor"
         wide = cfg.wide_fraction > 0 and kind in ("exp", "osc") and rng.random() < cfg.wide_fraction
-        wave, k = pd_waveform(rng, kind, wide)
+        wave, k = pd_waveform(rng, kind, wide, cfg.wide_min_periods)
         mag = cfg.pd_amplitude * float(np.clip(rng.lognormal(0.0, 0.35), 0.3, 3.0))
         a = None
         for peak in cand[ci : ci + 40]:
@@ -348,8 +353,8 @@ def random_config(
     interference: exactly these of "spectral", "pair", "train" (``()`` = none); None draws each at random.
     n_pd: fixed PD pulse count; None = 0 with probability `pd_free_prob`, else 1..min(24, n/400).
     profile: "short" (the held-out and validation sets), "family" (PD-family interference and domain
-    randomisation, drawn after everything "short" draws), "noisy" ("family", then non-white noise) or
-    "wide" ("family", then wider damped pulses).
+    randomisation, drawn after everything "short" draws), "noisy" ("family", then non-white noise),
+    "wide" ("family", then wider damped pulses) or "wide_nopair" ("wide" without pair-like ringing).
     """
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES}")
@@ -453,10 +458,12 @@ def random_config(
             # teaching the network that a noise bump of that size is PD.
             snr += 5.0 * math.log10((1.0 + pole) / (1.0 - pole))
         cfg = replace(cfg, noise_pole=pole, noise_df=df, snr_db=snr)
-    if profile == "wide":  # drawn last too: "wide" signals are "family" signals with some pulses wider
+    if profile in ("wide", "wide_nopair"):  # drawn last too: "family" signals with some pulses wider
         # The family's damped pulses decay with tau1 up to 15-25 samples and ring below 0.25 cycles/sample;
         # pd-domain.md's illustrative ranges reach tau1 = 2 us (80 samples at 40 MS/s) and ring faster.
         cfg = replace(cfg, wide_fraction=float(rng.uniform(0.2, 0.6)))
+        if profile == "wide_nopair":  # the same draws; fast ringing lasts >= 3 periods per tau1
+            cfg = replace(cfg, wide_min_periods=3.0)
     return cfg
 
 

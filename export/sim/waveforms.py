@@ -84,18 +84,28 @@ def gabor(rng: np.random.Generator) -> tuple[np.ndarray, int]:
 #: those are given for, aliased at lower rates: we take 0.02 cycles/sample up to Nyquist).
 WIDE_MAX_TAU = 80.0
 WIDE_MAX_FREQ = 0.5
+#: Profile "wide_nopair": the decay constant a fast-ringing wide pulse needs at least (min_periods / fc),
+#: capped here, so slow ringing keeps "wide"'s range (its half-period alone is longer than a pair's gap).
+WIDE_NOPAIR_TAU_CAP = 20.0
 
 
-def pd_waveform(rng: np.random.Generator, kind: str, wide: bool = False) -> tuple[np.ndarray, int]:
+def pd_waveform(
+    rng: np.random.Generator, kind: str, wide: bool = False, min_periods: float = 1.0
+) -> tuple[np.ndarray, int]:
     """Unit PD pulse, tau in samples: supports of a few to a few tens of samples.
 
     wide: an "exp" or "osc" pulse from the wider ranges (profile "wide"): decay constants tau1 of 10-80
     samples (supports up to ~240), and oscillations up to Nyquist that last at least one period per tau1, so
     a fast oscillating pulse shows several decaying lobes (a pair, interference, has two).
+    min_periods: a wide oscillation lasts at least this many periods per tau1 (up to tau1 20 samples).
+    At 1 ("wide") a pulse ringing near Nyquist can decay within two or three lobes, i.e. look like an
+    opposite-polarity pair, which is interference; at 3 ("wide_nopair") each lobe is about 85 % of the
+    one before, so it rings on where a pair stops. 1 draws exactly what it drew before the option existed.
     """
     if wide and kind == "osc":
         fc = rng.uniform(0.02, WIDE_MAX_FREQ)
-        tau1 = log_uniform(rng, max(2.0, 1.0 / fc), WIDE_MAX_TAU)
+        lo = max(2.0, 1.0 / fc, min(min_periods / fc, WIDE_NOPAIR_TAU_CAP))
+        tau1 = log_uniform(rng, lo, WIDE_MAX_TAU)
         return damped(tau1, tau1 * rng.uniform(0.02, 0.3), fc, rng.random())
     if wide and kind == "exp":
         tau1 = log_uniform(rng, 10.0, WIDE_MAX_TAU)
