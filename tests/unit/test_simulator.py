@@ -266,6 +266,29 @@ def test_wide_oscillations_ring_fast_and_show_several_decaying_lobes() -> None:
         assert support(wave)[1] - k >= 25  # tau1 >= 10, so over 5 % of the peak for 10 * ln(20) samples
 
 
+def test_wide_nopair_is_wide_without_pair_like_ringing() -> None:
+    wide = sim.make_dataset(40, seed=4, profile="wide")
+    nopair = sim.make_dataset(40, seed=4, profile="wide_nopair")
+    for w, n in zip(wide, nopair, strict=True):  # the same configs but for the ringing's minimum length
+        assert n.config.wide_min_periods == 3.0 and w.config.wide_min_periods == 1.0
+        assert dataclasses.replace(n.config, wide_min_periods=1.0) == w.config
+    with pytest.raises(ValueError, match="wide_min_periods"):
+        _config(wide_min_periods=0.5)
+
+    def sign_changes(min_periods: float) -> list[int]:
+        rng, out = np.random.default_rng(0), []
+        for _ in range(300):
+            wave, _ = pd_waveform(rng, "osc", wide=True, min_periods=min_periods)
+            if np.argmax(np.abs(np.fft.rfft(wave, 4096))) / 4096 > 0.2:  # fast ringing only
+                big = wave[np.abs(wave) > 0.05]
+                out.append(int(np.count_nonzero(np.diff(np.sign(big)))))
+        return out
+
+    # "wide" rings near Nyquist with as few as a handful of lobes over 5 % of the peak (pair-like);
+    # "wide_nopair" rings on for many more
+    assert min(sign_changes(1.0)) < 10 <= min(sign_changes(3.0))
+
+
 def test_old_profiles_draw_nothing_for_wide_pulses() -> None:
     """With wide_fraction 0 no random number is drawn for it (so "short", "family" and "noisy" signals are
     bit-identical to before "wide" existed): a tiny positive fraction, which never widens a pulse, draws
