@@ -39,9 +39,11 @@ def average(paths: list[Path], weights: list[float]) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(base)
     for init in out.graph.initializer:
-        arrays = [t.get(init.name) for t in tensors]
-        if any(a is None or a.shape != arrays[0].shape for a in arrays):
-            raise ValueError(f"initializer {init.name}: missing or of another shape in some model")
+        if any(init.name not in t for t in tensors):
+            raise ValueError(f"initializer {init.name}: missing in some model")
+        arrays = [t[init.name] for t in tensors]
+        if any(a.shape != arrays[0].shape for a in arrays):
+            raise ValueError(f"initializer {init.name}: of another shape in some model")
         if not np.issubdtype(arrays[0].dtype, np.floating):
             if any(not np.array_equal(a, arrays[0]) for a in arrays):
                 raise ValueError(f"initializer {init.name}: non-float values differ between models")
