@@ -30,20 +30,19 @@ def average(paths: list[Path], weights: list[float]) -> onnx.ModelProto:
         raise ValueError("need two or more models and one non-negative weight per model")
     models = [onnx.load(str(p)) for p in paths]
     base = models[0]
-    ops = [(n.op_type, list(n.input), list(n.output)) for n in base.graph.node]
-    for p, m in zip(paths[1:], models[1:], strict=True):
-        if [(n.op_type, list(n.input), list(n.output)) for n in m.graph.node] != ops:
-            raise ValueError(f"{p}: not the same graph as {paths[0]}")
-    share = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
     tensors = [{i.name: numpy_helper.to_array(i) for i in m.graph.initializer} for m in models]
+    for p, m, t in zip(paths[1:], models[1:], tensors[1:], strict=True):
+        if _structure(m) != _structure(base):  # nodes with their attributes, inputs/outputs, opsets
+            raise ValueError(f"{p}: not the same graph as {paths[0]}")
+        if {k: (a.dtype, a.shape) for k, a in t.items()} != {
+            k: (a.dtype, a.shape) for k, a in tensors[0].items()
+        }:
+            raise ValueError(f"{p}: not the same initializers (names, dtypes, shapes) as {paths[0]}")
+    share = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
     out = onnx.ModelProto()
     out.CopyFrom(base)
     for init in out.graph.initializer:
-        if any(init.name not in t for t in tensors):
-            raise ValueError(f"initializer {init.name}: missing in some model")
         arrays = [t[init.name] for t in tensors]
-        if any(a.shape != arrays[0].shape for a in arrays):
-            raise ValueError(f"initializer {init.name}: of another shape in some model")
         if not np.issubdtype(arrays[0].dtype, np.floating):
             if any(not np.array_equal(a, arrays[0]) for a in arrays):
                 raise ValueError(f"initializer {init.name}: non-float values differ between models")
@@ -52,6 +51,16 @@ def average(paths: list[Path], weights: list[float]) -> onnx.ModelProto:
         init.CopyFrom(numpy_helper.from_array(np.asarray(mean, dtype=arrays[0].dtype), init.name))
     onnx.checker.check_model(out)
     return out
+
+
+def _structure(model: onnx.ModelProto) -> tuple[list[bytes], list[bytes], list[bytes], list[tuple[str, int]]]:
+    g = model.graph
+    return (
+        [n.SerializeToString(deterministic=True) for n in g.node],
+        [v.SerializeToString(deterministic=True) for v in g.input],
+        [v.SerializeToString(deterministic=True) for v in g.output],
+        sorted((o.domain, o.version) for o in model.opset_import),
+    )
 
 
 def to_checkpoint(onnx_path: Path, out: Path, sources: list[Path], weights: list[float]) -> None:
@@ -63,7 +72,14 @@ def to_checkpoint(onnx_path: Path, out: Path, sources: list[Path], weights: list
 
     card = json.loads((sources[0].parent / "model_card.json").read_text())
     arch = card["pd:checkpoint"]
-    model = UNet1D(1, 1, tuple(arch["widths"]), tuple(arch["dilations"]))
+    model = UNet1D(
+        1,
+        1,
+        tuple(arch["widths"]),
+        tuple(arch["dilations"]),
+        stem_kernel=int(arch.get("stem_kernel") or 0),
+        stem_channels=int(arch.get("stem_channels") or 0),
+    )
     window = int(card["pd:processing"]["window"])
     # BatchNorm statistics for training mode only (eval mode is exact whatever they are)
     calibration = torch.randn(16, 1, window, generator=torch.Generator().manual_seed(0))

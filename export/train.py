@@ -13,6 +13,7 @@ every `--refresh` steps, so the pool at any step is a function of (seed, step) a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import shlex
@@ -60,13 +61,29 @@ def loss_fn(
     return loss
 
 
-def load_teacher(args: argparse.Namespace, params: ProcessingParams) -> torch.nn.Module | None:
-    """The frozen reference model of --distill-onnx (eval mode: exactly the ONNX file's outputs), or None."""
-    path = getattr(args, "distill_onnx", None)
-    if not path or not getattr(args, "distill_weight", 0.0):
-        return None
-    from export.onnx_init import load_onnx_weights
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+
+def load_teacher(args: argparse.Namespace) -> torch.nn.Module | None:
+    """The frozen reference model of --distill-onnx (eval mode: the ONNX file's outputs), or None.
+
+    Checked, not trusted: the network built from the run's widths/dilations/stem must reproduce the ONNX
+    file (parity), and on a resume the file must be the one the run started with (its sha256, recorded in
+    the run's parameters as `distill_sha256`).
+    """
+    path = getattr(args, "distill_onnx", None)
+    weight = float(getattr(args, "distill_weight", 0.0) or 0.0)
+    if weight < 0 or bool(path) != (weight > 0):
+        raise ValueError("--distill-onnx and a --distill-weight > 0 go together (neither: no distillation)")
+    if not path:
+        return None
+    from export.onnx_init import load_onnx_weights, parity
+
+    digest, expected = _sha256(path), getattr(args, "distill_sha256", None)
+    if expected and digest != expected:
+        raise ValueError(f"{path} is not the file this run started with (sha256 {expected[:12]}...)")
+    args.distill_sha256 = digest
     teacher = UNet1D(
         1,
         1,
@@ -75,7 +92,12 @@ def load_teacher(args: argparse.Namespace, params: ProcessingParams) -> torch.nn
         stem_kernel=getattr(args, "stem_kernel", 0),
         stem_channels=getattr(args, "stem_channels", 0),
     )
-    load_onnx_weights(teacher, path, calibration_batch(args, params, teacher))
+    gen = torch.Generator().manual_seed(0)
+    window = _processing(args).window
+    load_onnx_weights(teacher, path, torch.randn(16, 1, window, generator=gen))  # BN: eval mode only
+    probe = torch.randn(4, 1, window, generator=gen).numpy()
+    if (gap := parity(teacher, path, probe)) > 1e-4:  # same tensor shapes, other dilations/stem: caught here
+        raise ValueError(f"{path}: not a UNet1D of this run's architecture (max |diff| {gap:.2e})")
     teacher.eval()
     for q in teacher.parameters():
         q.requires_grad_(False)
@@ -167,6 +189,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         from export.onnx_init import load_onnx_weights
 
         load_onnx_weights(model, init_onnx, calibration_batch(args, params, model))
+    teacher = load_teacher(args)  # before a resume restores the RNG state: building it draws from torch's
+    distill_weight = float(args.distill_weight) if teacher is not None else 0.0
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -183,8 +207,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     fresh = bool(getattr(args, "fresh_noise", False))
     mix = Mix(getattr(args, "profile", "short"), getattr(args, "long_fraction", 0.0))
     pool = Pool(args.seed, params, args.pool, args.refresh_count, low_snr, fresh, mix)
-    teacher = load_teacher(args, params)
-    distill_weight = float(getattr(args, "distill_weight", 0.0) or 0.0) if teacher is not None else 0.0
     t0, losses, start_step = time.monotonic(), [], step
     items = pool.at_round(step // args.refresh)
 
@@ -207,6 +229,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "long_fraction": mix.long_fraction,
                 "init_onnx": str(init_onnx) if init_onnx else None,
                 "distill_onnx": getattr(args, "distill_onnx", None) if teacher is not None else None,
+                "distill_sha256": getattr(args, "distill_sha256", None) if teacher is not None else None,
                 "distill_weight": distill_weight,
                 "seed": args.seed,
                 "signals_seen": (step // args.refresh) * args.refresh_count + args.pool,

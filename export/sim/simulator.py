@@ -10,7 +10,7 @@ oscillations), baseline wander and int8 re-quantisation of whole signals; export
 tails for 15 %; "family" signals are bit-identical to before "noisy" existed) and "wide" ("family", then
 20-60 % of its damped pulses from wider ranges: decay constants up to 80 samples, ringing up to Nyquist;
 waveforms.pd_waveform(wide=True)); "wide_nopair" is "wide" whose fast ringing lasts at least three periods
-per decay constant, so no PD pulse looks like an opposite-polarity pair (training; "wide" stays the
+per decay constant, so no wide PD pulse rings like an opposite-polarity pair (training; "wide" stays the
 validation profile).
 Everything is drawn from `np.random.default_rng(seed)`: the same config and seed give bit-identical output.
 

@@ -11,7 +11,17 @@ from scipy.signal import find_peaks
 
 from export.sim import simulator as sim
 from export.sim.scoring import regions_to_mask
-from export.sim.waveforms import MAX_OPPOSITE_LOBE, PD_KINDS, opposite_lobe, pd_waveform, support
+from export.sim.waveforms import (
+    MAX_OPPOSITE_LOBE,
+    PD_KINDS,
+    WIDE_MAX_FREQ,
+    WIDE_MAX_TAU,
+    damped,
+    log_uniform,
+    opposite_lobe,
+    pd_waveform,
+    support,
+)
 
 
 def _config(**changes: object) -> sim.SimConfig:
@@ -287,6 +297,20 @@ def test_wide_nopair_is_wide_without_pair_like_ringing() -> None:
     # "wide" rings near Nyquist with as few as a handful of lobes over 5 % of the peak (pair-like);
     # "wide_nopair" rings on for many more
     assert min(sign_changes(1.0)) < 10 <= min(sign_changes(3.0))
+
+
+def test_wide_oscillations_are_drawn_as_before_min_periods_existed() -> None:
+    """The "wide" profile's draws, written out as they were before `min_periods`: bit-identical."""
+
+    def before(rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        fc = rng.uniform(0.02, WIDE_MAX_FREQ)
+        tau1 = log_uniform(rng, max(2.0, 1.0 / fc), WIDE_MAX_TAU)
+        return damped(tau1, tau1 * rng.uniform(0.02, 0.3), fc, rng.random())
+
+    now, then = np.random.default_rng(9), np.random.default_rng(9)
+    for _ in range(300):
+        (a, ka), (b, kb) = pd_waveform(now, "osc", wide=True), before(then)
+        assert ka == kb and np.array_equal(a, b)
 
 
 def test_old_profiles_draw_nothing_for_wide_pulses() -> None:

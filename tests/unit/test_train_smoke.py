@@ -127,25 +127,61 @@ def test_distillation_follows_the_teacher_only_where_the_label_is_0() -> None:
     assert off.item() == pytest.approx(base.item())
 
 
-def test_distillation_teacher_is_the_frozen_onnx_model(tmp_path: Path) -> None:
+WIDE = ("--widths", "8,16,32,64", "--dilations", "1,2,4,8")  # the shipped model's architecture
+SMALL = [a for a in TINY if a not in ("--widths", "4,8", "--dilations", "1,2")]
+
+
+def test_distillation_teacher_is_the_frozen_onnx_model_and_feeds_the_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not SHIPPED.exists():
         pytest.skip(f"{SHIPPED} is not in this checkout")
-    out = tmp_path / "d"
-    widths = ("--widths", "8,16,32,64", "--dilations", "1,2,4,8")
-    tiny = [a for a in TINY if a not in ("4,8", "1,2", "--widths", "--dilations")]
-    argv = ["--out", str(out), "--steps", "2", *tiny, *widths, "--distill-onnx", str(SHIPPED)]
+    teacher_file = tmp_path / "teacher.onnx"
+    teacher_file.write_bytes(SHIPPED.read_bytes())
+    argv = ["--out", str(tmp_path / "d"), "--steps", "2", *SMALL, *WIDE, "--distill-onnx", str(teacher_file)]
     args = train._parser().parse_args([*argv, "--distill-weight", "1.5"])
-    args.argv = argv
-    teacher = train.load_teacher(args, train._processing(args))
+    teacher = train.load_teacher(args)
     assert teacher is not None and not teacher.training
     assert all(not q.requires_grad for q in teacher.parameters())
     from export.onnx_init import parity
 
     x = np.random.default_rng(1).standard_normal((2, 1, 1024)).astype(np.float32)
     assert parity(teacher, SHIPPED, x) < 1e-4
+    seen: list[tuple[bool, float]] = []
+    real_loss = train.loss_fn
+
+    def spy(*a: object) -> torch.Tensor:
+        seen.append((a[4] is not None, float(a[5])))  # type: ignore[arg-type]
+        return real_loss(*a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train, "loss_fn", spy)
     assert train.main([*argv, "--distill-weight", "1.5"]) == 0
-    _, meta = load_checkpoint(out / train.CHECKPOINT)
-    assert meta["training_data"]["distill_onnx"] == str(SHIPPED)
-    assert meta["training_data"]["distill_weight"] == 1.5
-    args.distill_weight = 0.0  # a path without a weight is off
-    assert train.load_teacher(args, train._processing(args)) is None
+    assert seen == [(True, 1.5), (True, 1.5)]  # every step's loss got the teacher's probabilities
+    _, meta = load_checkpoint(tmp_path / "d" / train.CHECKPOINT)
+    data = meta["training_data"]
+    assert (data["distill_onnx"], data["distill_weight"]) == (str(teacher_file), 1.5)
+    assert data["distill_sha256"] == meta["hyperparameters"]["distill_sha256"]
+    # a resume must meet the same teacher: a changed file is refused
+    teacher_file.write_bytes(SHIPPED.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="not the file this run started with"):
+        train.main(["--out", str(tmp_path / "d"), "--resume", "--steps", "4"])
+
+
+def test_distillation_settings_are_checked(tmp_path: Path) -> None:
+    _run(tmp_path / "off")
+    _, meta = load_checkpoint(tmp_path / "off" / train.CHECKPOINT)
+    assert meta["training_data"]["distill_onnx"] is None and meta["training_data"]["distill_weight"] == 0.0
+    for extra in (
+        ["--distill-weight", "1.0"],  # a weight without a teacher
+        ["--distill-onnx", str(SHIPPED)],  # a teacher without a weight
+        ["--distill-onnx", str(SHIPPED), "--distill-weight", "-1"],
+    ):
+        with pytest.raises(ValueError, match="go together"):
+            _run(tmp_path / "bad", *extra)
+    if SHIPPED.exists():  # the shipped file's tensors fit a UNet1D with other dilations; parity catches it
+        with pytest.raises(ValueError, match="not a UNet1D of this run's architecture"):
+            _run(
+                tmp_path / "arch",
+                *("--widths", "8,16,32,64", "--dilations", "1,1,1,1"),
+                *("--distill-onnx", str(SHIPPED), "--distill-weight", "1"),
+            )
