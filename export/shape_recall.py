@@ -63,6 +63,15 @@ SHAPES: dict[str, Shape] = {
 }
 
 
+def _drawing_only(draw: Shape) -> Callable[..., tuple[np.ndarray, int]]:
+    """A stand-in for the simulator's pd_waveform that draws `draw` whatever it is asked for (kind, width)."""
+
+    def pd_waveform(rng: np.random.Generator, *_args: object, **_kwargs: object) -> tuple[np.ndarray, int]:
+        return draw(rng)
+
+    return pd_waveform
+
+
 def shape_recall(
     infer: Callable[[np.ndarray], np.ndarray],
     params: ProcessingParams,
@@ -73,7 +82,7 @@ def shape_recall(
     """{shape: {snr: recall}} over `signals` seed-regime signals of 8 pulses per SNR."""
     out: dict[str, dict[str, float]] = {}
     for name, draw in SHAPES.items():
-        with mock.patch.object(simulator, "pd_waveform", lambda rng, kind, wide=False, draw=draw: draw(rng)):
+        with mock.patch.object(simulator, "pd_waveform", _drawing_only(draw)):
             sims = [
                 (
                     snr,
