@@ -61,11 +61,23 @@ def loss_fn(
     return loss
 
 
+def _network(args: argparse.Namespace) -> UNet1D:
+    """The run's UNet1D (the student, and the teacher's architecture) from its parameters."""
+    return UNet1D(
+        1,
+        1,
+        args.widths,
+        args.dilations,
+        stem_kernel=getattr(args, "stem_kernel", 0),
+        stem_channels=getattr(args, "stem_channels", 0),
+    )
+
+
 def _sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def load_teacher(args: argparse.Namespace) -> torch.nn.Module | None:
+def load_teacher(args: argparse.Namespace, window: int) -> torch.nn.Module | None:
     """The frozen reference model of --distill-onnx (eval mode: the ONNX file's outputs), or None.
 
     Checked, not trusted: the network built from the run's widths/dilations/stem must reproduce the ONNX
@@ -84,16 +96,8 @@ def load_teacher(args: argparse.Namespace) -> torch.nn.Module | None:
     if expected and digest != expected:
         raise ValueError(f"{path} is not the file this run started with (sha256 {expected[:12]}...)")
     args.distill_sha256 = digest
-    teacher = UNet1D(
-        1,
-        1,
-        args.widths,
-        args.dilations,
-        stem_kernel=getattr(args, "stem_kernel", 0),
-        stem_channels=getattr(args, "stem_channels", 0),
-    )
+    teacher = _network(args)
     gen = torch.Generator().manual_seed(0)
-    window = _processing(args).window
     load_onnx_weights(teacher, path, torch.randn(16, 1, window, generator=gen))  # BN: eval mode only
     probe = torch.randn(4, 1, window, generator=gen).numpy()
     if (gap := parity(teacher, path, probe)) > 1e-4:  # same tensor shapes, other dilations/stem: caught here
@@ -171,14 +175,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    model = UNet1D(
-        1,
-        1,
-        args.widths,
-        args.dilations,
-        stem_kernel=getattr(args, "stem_kernel", 0),
-        stem_channels=getattr(args, "stem_channels", 0),
-    )
+    model = _network(args)
     if params.window % model.min_length:
         raise ValueError(f"window {params.window} must be a multiple of {model.min_length}")
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -189,7 +186,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         from export.onnx_init import load_onnx_weights
 
         load_onnx_weights(model, init_onnx, calibration_batch(args, params, model))
-    teacher = load_teacher(args)  # before a resume restores the RNG state: building it draws from torch's
+    # before a resume restores the RNG state: building the teacher draws from torch's
+    teacher = load_teacher(args, params.window)
     distill_weight = float(args.distill_weight) if teacher is not None else 0.0
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -228,8 +226,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "profile": mix.profile,
                 "long_fraction": mix.long_fraction,
                 "init_onnx": str(init_onnx) if init_onnx else None,
-                "distill_onnx": getattr(args, "distill_onnx", None) if teacher is not None else None,
-                "distill_sha256": getattr(args, "distill_sha256", None) if teacher is not None else None,
+                "distill_onnx": getattr(args, "distill_onnx", None),  # None unless distilling (checked)
+                "distill_sha256": getattr(args, "distill_sha256", None),
                 "distill_weight": distill_weight,
                 "seed": args.seed,
                 "signals_seen": (step // args.refresh) * args.refresh_count + args.pool,

@@ -140,7 +140,7 @@ def test_distillation_teacher_is_the_frozen_onnx_model_and_feeds_the_loss(
     teacher_file.write_bytes(SHIPPED.read_bytes())
     argv = ["--out", str(tmp_path / "d"), "--steps", "2", *SMALL, *WIDE, "--distill-onnx", str(teacher_file)]
     args = train._parser().parse_args([*argv, "--distill-weight", "1.5"])
-    teacher = train.load_teacher(args)
+    teacher = train.load_teacher(args, 1024)
     assert teacher is not None and not teacher.training
     assert all(not q.requires_grad for q in teacher.parameters())
     from export.onnx_init import parity
