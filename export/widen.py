@@ -5,12 +5,12 @@
 
 A measurement tool, not a shipping path: it answers "would more channels let a fine-tune learn new pulse
 shapes without forgetting the old ones?" without paying for a from-scratch run. Every feature map gets
-its old channels plus copies of randomly chosen old ones; a layer that reads a copied channel splits that
-channel's incoming weight between the original and its copies (per weight element, at random, summing to
-the old weight), so the widened network gives the old outputs (eval mode, up to float rounding), and the
-copies still learn apart: their outgoing weights differ, so their gradients do (an even split would keep
-them identical under Adam). The attention's query/key gain channels whose keys are zero (their products
-add nothing) and whose queries are random (so the keys get gradients).
+its old channels plus copies of randomly chosen old ones. A layer that reads a copied channel splits the
+weight it had for that channel between the original and its copies (per weight element, at random, summing
+to the old weight), so the widened network gives the old outputs (eval mode, up to float rounding); and
+since those split weights, the copies' outgoing weights, differ, so do the copies' gradients, and they
+learn apart (an even split would keep them identical under Adam). The attention's query/key gain channels
+whose keys are zero (their products add nothing) and whose queries are random (so the keys get gradients).
 
 Works on the eval-mode network that `export.onnx_init.load_onnx_weights` rebuilds from the ONNX file, so
 the widened ONNX file is the input of `export.train --init-onnx` (and of `--distill-onnx`) with the new
@@ -20,6 +20,8 @@ the widened ONNX file is the input of `export.train --init-onnx` (and of `--dist
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -59,8 +61,14 @@ def _take(t: torch.Tensor, out_map: Mapping | None, in_map: Mapping | None, in_a
 
 def widen(model: UNet1D, widths: tuple[int, ...], rng: np.random.Generator) -> UNet1D:
     """A UNet1D of `widths` (each >= the old one) computing what `model` computes in eval mode."""
-    if len(widths) != len(model.widths) or model.stem_kernel:
-        raise ValueError("same depth, no stem")
+    if (
+        len(widths) != len(model.widths)
+        or model.stem_kernel
+        or (model.in_channels, model.out_channels) != (1, 1)
+    ):
+        raise ValueError("same depth, one input and one output channel, no stem")
+    if any(b != 2 * a for a, b in itertools.pairwise(widths)):
+        raise ValueError(f"UNet1D widths double at each level, not {widths}")
     new = UNet1D(1, 1, widths, model.dilations)
     old_mods, new_mods = dict(model.named_modules()), dict(new.named_modules())
     state: dict[str, np.ndarray] = {}
@@ -127,42 +135,51 @@ def widen(model: UNet1D, widths: tuple[int, ...], rng: np.random.Generator) -> U
 
 
 def main(argv: list[str] | None = None) -> int:
-    from export.export_onnx import to_onnx_bytes
+    from export.export_onnx import simulated_windows, to_onnx_bytes
     from export.onnx_init import load_onnx_weights, parity
 
     p = argparse.ArgumentParser(prog="python -m export.widen", description=__doc__.split("\n\n")[0])
     p.add_argument("--onnx", required=True, help="the trained model (an export of export.export_onnx)")
-    p.add_argument("--widths", required=True, help="new widths, each >= the old, e.g. 10,20,40,80")
+    p.add_argument("--widths", required=True, help="new widths: each >= the old, doubling; e.g. 10,20,40,80")
     p.add_argument("--old-widths", default="8,16,32,64")
     p.add_argument("--dilations", default="1,2,4,8")
     p.add_argument("--window", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="the widened ONNX file")
+    p.add_argument("--out", required=True, help="the widened ONNX file (written only if it passes the check)")
     a = p.parse_args(argv)
     ints = lambda t: tuple(int(v) for v in t.split(","))  # noqa: E731
     old = UNet1D(1, 1, ints(a.old_widths), ints(a.dilations))
     gen = torch.Generator().manual_seed(a.seed)
     load_onnx_weights(old, a.onnx, torch.randn(16, 1, a.window, generator=gen))
-    new = widen(old.eval(), ints(a.widths), np.random.default_rng(a.seed))
     if (gap := parity(old, a.onnx, torch.randn(4, 1, a.window, generator=gen).numpy())) > 1e-4:
         raise SystemExit(f"{a.onnx} does not load as widths {a.old_widths} (max |diff| {gap:.2e})")
+    new = widen(old.eval(), ints(a.widths), np.random.default_rng(a.seed))
     data = to_onnx_bytes(new, a.window, 17)
+    # the check: simulated windows through the model's own preprocessing (its card), old file vs new file
+    card = Path(a.onnx).with_name("model_card.json")
+    processing = json.loads(card.read_text())["pd:processing"] if card.exists() else {}
+    threshold = float(processing.get("threshold", 0.5))
+    x = simulated_windows(256, a.window, processing, seed=5)[:, None, :]
+    p_old, p_new = _run(Path(a.onnx).read_bytes(), x), _run(data, x)
+    gap, flips = float(np.max(np.abs(p_old - p_new))), int(np.sum((p_old > threshold) != (p_new > threshold)))
+    print(
+        f"widths {a.old_widths} -> {a.widths}: on 256 simulated windows through the model's preprocessing, "
+        f"max |p_widened - p_old| {gap:.2e}, {flips} samples change side of {threshold}"
+    )
+    if gap > 1e-4:
+        raise SystemExit("the widened network does not reproduce the old one: not written")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_bytes(data)
-    gap = _onnx_gap(a.onnx, a.out, 4.0 * torch.randn(8, 1, a.window, generator=gen).numpy())
-    print(f"wrote {a.out}: widths {a.widths}; max |p_widened - p_old| on 8 noise windows {gap:.2e}")
+    print(f"wrote {a.out}")
     return 0
 
 
-def _onnx_gap(old: str | Path, new: str | Path, x: np.ndarray) -> float:
-    """Max |difference| of two ONNX files' outputs on `x` (ONNX Runtime, CPU)."""
+def _run(model: bytes, x: np.ndarray) -> np.ndarray:
+    """An ONNX model's output on `x` (ONNX Runtime, CPU)."""
     import onnxruntime as ort
 
-    outs = []
-    for path in (old, new):
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        outs.append(sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0])
-    return float(np.max(np.abs(outs[0] - outs[1])))
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
 
 
 if __name__ == "__main__":

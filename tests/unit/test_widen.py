@@ -33,16 +33,45 @@ def test_channel_map_keeps_the_old_channels_first() -> None:
         channel_map(8, 4, rng)
 
 
+def _activations(model: UNet1D, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every module's output, by module name (eval mode, no grad)."""
+    out: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, y, name=name: out.__setitem__(name, y.detach().clone()))
+        for name, m in model.named_modules()
+        if name and not isinstance(m, torch.nn.ReLU)  # ReLU is in place: its input is the BN's output
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return out
+
+
 @pytest.mark.parametrize("new", [(8, 16, 32, 64), (10, 20, 40, 80), (16, 32, 64, 128)])
-def test_widened_network_gives_the_same_output(new: tuple[int, ...]) -> None:
+def test_every_layer_keeps_its_old_channels(new: tuple[int, ...]) -> None:
+    """Layer by layer, not only at the output: the old channels come first in every widened feature map."""
     old = _trained_like((8, 16, 32, 64), seed=1)
     wide = widen(old, new, np.random.default_rng(2))
     assert wide.widths == new
     x = 3.0 * torch.randn(4, 1, 512)
+    before, after = _activations(old, x), _activations(wide, x)
+    assert before.keys() == after.keys() and len(before) > 40
+    for name, ref in before.items():
+        got = after[name][:, : ref.shape[1]]
+        assert torch.allclose(ref, got, atol=1e-4, rtol=1e-4), (name, (ref - got).abs().max())
+
+
+def test_a_wrong_widening_is_caught() -> None:
+    """The layer-by-layer check can fail: a widened attention block with its gain changed is found."""
+    old = _trained_like((8, 16, 32, 64), seed=1)
+    wide = widen(old, (10, 20, 40, 80), np.random.default_rng(2))
+    x = 3.0 * torch.randn(4, 1, 512)
     with torch.no_grad():
-        ref, out = old(x), wide(x)
-    assert ref.abs().max() > 0.1  # not a network that outputs ~0 everywhere
-    assert torch.allclose(ref, out, atol=1e-4, rtol=1e-4), (ref - out).abs().max()
+        wide.attention.gamma.fill_(0.0)
+    before, after = _activations(old, x), _activations(wide, x)
+    ref = before["attention"]
+    assert not torch.allclose(ref, after["attention"][:, : ref.shape[1]], atol=1e-4, rtol=1e-4)
 
 
 def test_copies_get_different_gradients() -> None:
@@ -59,9 +88,15 @@ def test_copies_get_different_gradients() -> None:
         assert not torch.allclose(grad[copy], grad[source])
 
 
-def test_narrowing_and_stems_are_refused() -> None:
+def test_what_it_cannot_widen_is_refused() -> None:
     old = _trained_like((8, 16, 32, 64), seed=5)
-    with pytest.raises(ValueError):
-        widen(old, (8, 16, 32), np.random.default_rng(0))
-    with pytest.raises(ValueError):
-        widen(old, (8, 8, 32, 64), np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="same depth"):
+        widen(old, (8, 16, 32), rng)
+    with pytest.raises(ValueError, match="cannot narrow"):
+        widen(old, (4, 8, 16, 32), rng)
+    with pytest.raises(ValueError, match="double at each level"):
+        widen(old, (9, 17, 33, 65), rng)
+    stem = UNet1D(1, 1, (8, 16, 32, 64), stem_kernel=5, stem_channels=4).eval()
+    with pytest.raises(ValueError, match="no stem"):
+        widen(stem, (10, 20, 40, 80), rng)
