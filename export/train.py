@@ -108,6 +108,26 @@ def load_teacher(args: argparse.Namespace, window: int) -> torch.nn.Module | Non
     return teacher
 
 
+def resolve_device(name: str) -> torch.device:
+    """`name` as a torch device; a CUDA device that is not there is an error, not a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {name!r}: not a device name (cpu, cuda, cuda:N, auto)") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: only cpu and cuda are supported")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name!r}: torch sees no CUDA device here (torch {torch.__version__})")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    """What the summary records: 'cpu', or the GPU's name."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def _parse_ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
@@ -167,6 +187,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "resumed_argv": args.argv,
                 "time_limit_s": args.time_limit_s,
                 "stop_after": args.stop_after,
+                "device": args.device,  # the machine may have changed: this invocation's device
             }
         )
     if args.steps is None:
@@ -175,11 +196,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
+    device = resolve_device(getattr(args, "device", "cpu"))
     model = _network(args)
     if params.window % model.min_length:
         raise ValueError(f"window {params.window} must be a multiple of {model.min_length}")
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.15)
     step, wall_before = 0, 0.0
     init_onnx = getattr(args, "init_onnx", None)
     if init_onnx and resume is None:  # fine-tune: start from a shipped ONNX file's weights
@@ -191,7 +211,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     distill_weight = float(args.distill_weight) if teacher is not None else 0.0
     if resume is not None:
         model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
+    # built on the CPU (ONNX weights, BN calibration, the teacher's parity check), trained on `device`
+    model.to(device)
+    if teacher is not None:
+        teacher.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.15)
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])  # moves its state to the parameters' device
         sched.load_state_dict(resume["scheduler"])
         step, wall_before = int(resume["step"]), float(resume.get("wall_time_s", 0.0))
         rng.bit_generator.state = json.loads(resume["rng"]["numpy"])
@@ -199,7 +226,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     hyper = {
         k: (list(v) if isinstance(v, tuple) else v)
         for k, v in vars(args).items()
-        if k not in ("resume", "resumed_argv", "time_limit_s", "stop_after")
+        if k not in ("resume", "resumed_argv", "time_limit_s", "stop_after", "device")
     }
     low_snr = LowSnr(getattr(args, "low_snr_fraction", 0.0), tuple(getattr(args, "low_snr_db", LowSnr().db)))
     fresh = bool(getattr(args, "fresh_noise", False))
@@ -256,12 +283,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if step % args.refresh == 0 and step:
             items = pool.at_round(step // args.refresh)
         x, y = sample_batch(rng, items, args.batch, params.window, args.event_fraction, fresh)
-        xt = torch.from_numpy(x)
+        xt = torch.from_numpy(x).to(device)
         soft = None
         if teacher is not None:
             with torch.no_grad():
                 soft = torch.sigmoid(teacher(xt))
-        yt = torch.from_numpy(y)
+        yt = torch.from_numpy(y).to(device)
         loss = loss_fn(model(xt), yt, args.pos_weight, args.dice_weight, soft, distill_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -285,6 +312,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "final_loss_mean50": float(np.mean(losses[-50:])) if losses else None,
         "wall_time_s": round(wall, 1),
         "torch_version": torch.__version__,
+        "device": device_name(device),
     }
     (out / ARGS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -321,7 +349,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", type=int, default=25, help="steps between pool refreshes")
     p.add_argument("--refresh-count", type=int, default=12, help="signals replaced per refresh")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or auto (cuda when one is visible); the checkpoint loads on any device",
+    )
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--processing", help="JSON file of ProcessingParams (default: DEFAULT_PARAMS)")
     p.add_argument("--set", action="append", metavar="KEY=JSON", help="override one processing param")

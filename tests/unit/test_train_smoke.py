@@ -50,6 +50,21 @@ def test_resume_reproduces_uninterrupted_run(tmp_path: Path) -> None:
         assert torch.equal(value, split["model"][key]), key
 
 
+def test_device_is_checked_recorded_and_not_part_of_the_run(tmp_path: Path) -> None:
+    """--device auto trains where it can and says where; a missing GPU is an error, not a CPU run."""
+    _run(tmp_path / "auto", "--device", "auto")
+    args = json.loads((tmp_path / "auto" / train.ARGS_FILE).read_text())
+    assert args["device"] == ("cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0))
+    assert "device" not in args["parameters"]  # a resume may run elsewhere: the run is the same run
+    for bad, match in (("xla", "only cpu and cuda"), ("gpu0", "not a device name")):
+        with pytest.raises(ValueError, match=match):
+            train.resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            _run(tmp_path / "cuda", "--device", "cuda")
+        assert not (tmp_path / "cuda" / train.CHECKPOINT).exists()
+
+
 def test_batches_are_biased_towards_pulses() -> None:
     items = [data.training_item(0, i, DEFAULT_PARAMS) for i in range(6)]
     assert any(it.centres.size for it in items)
