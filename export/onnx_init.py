@@ -104,6 +104,18 @@ def _calibrate(
     model.train(was_training)
 
 
+def load_checked(model: nn.Module, onnx_path: str | Path, window: int, what: str, seed: int = 0) -> None:
+    """`load_onnx_weights` on noise windows (BN statistics for training only), then a parity check.
+
+    Tensor shapes alone do not pin a UNet1D (other dilations, a stem of the same size load the same
+    tensors), so the rebuilt network must reproduce the file: ValueError "not a UNet1D of `what`" if not.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    load_onnx_weights(model, onnx_path, torch.randn(16, 1, window, generator=gen))
+    if (gap := parity(model, onnx_path, torch.randn(4, 1, window, generator=gen).numpy())) > 1e-4:
+        raise ValueError(f"{onnx_path}: not a UNet1D of {what} (max |diff| {gap:.2e})")
+
+
 def parity(model: nn.Module, onnx_path: str | Path, x: np.ndarray) -> float:
     """Max |sigmoid(model(x)) - ONNX(x)| in eval mode."""
     import onnxruntime as ort

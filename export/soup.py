@@ -65,10 +65,8 @@ def _structure(model: onnx.ModelProto) -> tuple[list[bytes], list[bytes], list[b
 
 def to_checkpoint(onnx_path: Path, out: Path, sources: list[Path], weights: list[float]) -> None:
     """A UNet1D checkpoint holding the averaged weights (eval mode exact), with the recipe recorded."""
-    import torch
-
     from export.model import UNet1D, load_checkpoint, save_checkpoint
-    from export.onnx_init import load_onnx_weights
+    from export.onnx_init import load_checked
 
     card = json.loads((sources[0].parent / "model_card.json").read_text())
     arch = card["pd:checkpoint"]
@@ -80,10 +78,8 @@ def to_checkpoint(onnx_path: Path, out: Path, sources: list[Path], weights: list
         stem_kernel=int(arch.get("stem_kernel") or 0),
         stem_channels=int(arch.get("stem_channels") or 0),
     )
-    window = int(card["pd:processing"]["window"])
     # BatchNorm statistics for training mode only (eval mode is exact whatever they are)
-    calibration = torch.randn(16, 1, window, generator=torch.Generator().manual_seed(0))
-    load_onnx_weights(model, onnx_path, calibration)
+    load_checked(model, onnx_path, int(card["pd:processing"]["window"]), "the first model's card")
     model.eval()
     save_checkpoint(
         out,

@@ -90,18 +90,14 @@ def load_teacher(args: argparse.Namespace, window: int) -> torch.nn.Module | Non
         raise ValueError("--distill-onnx and a --distill-weight > 0 go together (neither: no distillation)")
     if not path:
         return None
-    from export.onnx_init import load_onnx_weights, parity
+    from export.onnx_init import load_checked
 
     digest, expected = _sha256(path), getattr(args, "distill_sha256", None)
     if expected and digest != expected:
         raise ValueError(f"{path} is not the file this run started with (sha256 {expected[:12]}...)")
     args.distill_sha256 = digest
     teacher = _network(args)
-    gen = torch.Generator().manual_seed(0)
-    load_onnx_weights(teacher, path, torch.randn(16, 1, window, generator=gen))  # BN: eval mode only
-    probe = torch.randn(4, 1, window, generator=gen).numpy()
-    if (gap := parity(teacher, path, probe)) > 1e-4:  # same tensor shapes, other dilations/stem: caught here
-        raise ValueError(f"{path}: not a UNet1D of this run's architecture (max |diff| {gap:.2e})")
+    load_checked(teacher, path, window, "this run's architecture")  # BN statistics: eval mode only
     teacher.eval()
     for q in teacher.parameters():
         q.requires_grad_(False)

@@ -136,7 +136,8 @@ def widen(model: UNet1D, widths: tuple[int, ...], rng: np.random.Generator) -> U
 
 def main(argv: list[str] | None = None) -> int:
     from export.export_onnx import simulated_windows, to_onnx_bytes
-    from export.onnx_init import load_onnx_weights, parity
+    from export.onnx_init import load_checked
+    from export.train import _parse_ints
 
     p = argparse.ArgumentParser(prog="python -m export.widen", description=__doc__.split("\n\n")[0])
     p.add_argument("--onnx", required=True, help="the trained model (an export of export.export_onnx)")
@@ -147,13 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="the widened ONNX file (written only if it passes the check)")
     a = p.parse_args(argv)
-    ints = lambda t: tuple(int(v) for v in t.split(","))  # noqa: E731
-    old = UNet1D(1, 1, ints(a.old_widths), ints(a.dilations))
-    gen = torch.Generator().manual_seed(a.seed)
-    load_onnx_weights(old, a.onnx, torch.randn(16, 1, a.window, generator=gen))
-    if (gap := parity(old, a.onnx, torch.randn(4, 1, a.window, generator=gen).numpy())) > 1e-4:
-        raise SystemExit(f"{a.onnx} does not load as widths {a.old_widths} (max |diff| {gap:.2e})")
-    new = widen(old.eval(), ints(a.widths), np.random.default_rng(a.seed))
+    old = UNet1D(1, 1, _parse_ints(a.old_widths), _parse_ints(a.dilations))
+    try:
+        load_checked(old, a.onnx, a.window, f"widths {a.old_widths}, dilations {a.dilations}", seed=a.seed)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    new = widen(old.eval(), _parse_ints(a.widths), np.random.default_rng(a.seed))
     data = to_onnx_bytes(new, a.window, 17)
     # the check: simulated windows through the model's own preprocessing (its card), old file vs new file
     card = Path(a.onnx).with_name("model_card.json")
